@@ -1,0 +1,169 @@
+"""The velocity trace: heavy-ball momentum and the Nesterov look-ahead."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jsgd import _tree, _validation
+
+
+class MomentumState(NamedTuple):
+    """State of :func:`jsgd.momentum`.
+
+    Attributes:
+      count: int32 number of steps taken (saturating). Step 0 stores the
+        incoming update undamped, torch's first-step rule.
+      velocity: the trace ``v``, one leaf per parameter, in the parameter's
+        dtype unless ``accumulator_dtype`` says otherwise.
+    """
+
+    count: jax.Array
+    velocity: optax.Updates
+
+
+def momentum(
+    momentum: jax.typing.ArrayLike,
+    *,
+    nesterov: bool = False,
+    dampening: jax.typing.ArrayLike = 0.0,
+    accumulator_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Accumulates a velocity; outputs it, or its Nesterov look-ahead.
+
+    With ``m = momentum`` and ``d = dampening``, for each leaf::
+
+        v_1 = u_1                          (first step: torch's rule)
+        v_t = m * v_{t-1} + (1 - d) * u_t  (later steps)
+        output = v_t                       (heavy ball)
+        output = m * v_t + u_t             (nesterov=True)
+
+    Where the learning rate sits decides whose rule this is:
+
+    * ``chain(scale_by_learning_rate(lr), momentum(m))``: Keras,
+      ``v = m*v - lr_t*g; w += v`` (the learning rate lives inside the
+      velocity; a changed learning rate scales only new gradients).
+    * ``chain(momentum(m), scale_by_learning_rate(lr))``: optax ``sgd`` and
+      ``torch.optim.SGD`` (dampening included), ``w -= lr_t * v`` (a changed
+      learning rate rescales the whole velocity).
+
+    With ``d = 0`` the first-step rule changes nothing (``v_0 = 0``).
+
+    State: :class:`jsgd.MomentumState` (an int32 ``count`` and ``velocity``).
+
+    Args:
+      momentum: the decay ``m`` in [0, 1]; may be a traced 0-d array.
+      nesterov: whether to output the Nesterov look-ahead ``m*v + u``.
+      dampening: ``d`` in [0, 1], torch's dampening; may be traced.
+      accumulator_dtype: dtype of the velocity; ``None`` means each
+        parameter's own dtype. Arithmetic is done in at least float32 and
+        rounded once when stored.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``. Updates keep their dtype;
+      ``None`` update leaves stay ``None`` and leave their velocity untouched.
+
+    Raises:
+      ValueError: if a concrete ``momentum`` or ``dampening`` is outside [0, 1].
+      TypeError: for bool, complex, string or non-scalar hyperparameters, a
+        non-bool ``nesterov`` or a non-floating ``accumulator_dtype``.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd, optax
+      >>> keras_rule = optax.chain(
+      ...     jsgd.scale_by_learning_rate(0.1), jsgd.momentum(0.9))
+      >>> state = keras_rule.init(jnp.zeros(()))
+      >>> u1, state = keras_rule.update(jnp.ones(()), state)
+      >>> u2, state = keras_rule.update(jnp.ones(()), state)
+      >>> print(f"{float(u1):.2f} {float(u2):.2f}")
+      -0.10 -0.19
+    """
+    _validation.check_unit_interval("momentum", momentum)
+    _validation.check_bool("nesterov", nesterov)
+    _validation.check_unit_interval("dampening", dampening)
+    accumulator_dtype = _validation.canonical_dtype(
+        "accumulator_dtype", accumulator_dtype
+    )
+    undamped = _validation.is_static_zero(dampening)
+
+    def init_fn(params: optax.Params) -> MomentumState:
+        return MomentumState(
+            count=_tree.zero_count(),
+            velocity=optax.tree.zeros_like(params, dtype=accumulator_dtype),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del params, extra_args
+        # torch stores the first update undamped; with d = 0 that is the
+        # general rule, so the gain is only computed when it can differ.
+        gain = None if undamped else jnp.where(state.count == 0, 1.0, 1 - dampening)
+
+        def new_velocity(u: jax.Array, v: jax.Array) -> jax.Array:
+            dtype = _tree.compute_dtype(u.dtype, v.dtype)
+            u = u.astype(dtype)
+            if gain is not None:
+                u = _tree.as_dtype(gain, dtype) * u
+            return (_tree.as_dtype(momentum, dtype) * v.astype(dtype) + u).astype(
+                v.dtype
+            )
+
+        velocity = jax.tree.map(
+            lambda u, v: v if u is None else new_velocity(u, v),
+            updates,
+            state.velocity,
+            is_leaf=lambda x: x is None,
+        )
+
+        def output(u: jax.Array, v: jax.Array) -> jax.Array:
+            if not nesterov:
+                return v.astype(u.dtype)
+            dtype = _tree.compute_dtype(u.dtype, v.dtype)
+            look_ahead = _tree.as_dtype(momentum, dtype) * v.astype(dtype)
+            return (look_ahead + u.astype(dtype)).astype(u.dtype)
+
+        updates = _tree.map_updates(output, updates, velocity)
+        return updates, MomentumState(count=_tree.increment(state.count), velocity=velocity)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# `nesterov` below takes an argument named `momentum`, which hides the function.
+_velocity_trace = momentum
+
+
+def nesterov(
+    momentum: jax.typing.ArrayLike, **kwargs: Any
+) -> optax.GradientTransformationExtraArgs:
+    """The Nesterov look-ahead: :func:`jsgd.momentum` with ``nesterov=True``.
+
+    Output ``m * v_t + u_t`` where ``v_t = m * v_{t-1} + (1 - d) * u_t``
+    (Sutskever et al. 2013). After :func:`jsgd.scale_by_learning_rate` this is
+    Keras's ``w += m*v - lr_t*g``; before it, optax's and torch's
+    ``w -= lr_t * (g + m*v)``. State: :class:`jsgd.MomentumState`.
+
+    Args:
+      momentum: the decay ``m`` in [0, 1].
+      **kwargs: ``dampening`` and ``accumulator_dtype``, as in
+        :func:`jsgd.momentum`.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+
+    Raises:
+      ValueError, TypeError: as :func:`jsgd.momentum`; TypeError also if
+        ``nesterov`` is passed.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> tx = jsgd.nesterov(0.9)
+      >>> state = tx.init(jnp.zeros(()))
+      >>> u, state = tx.update(jnp.ones(()), state)
+      >>> print(f"{float(u):.2f}")  # 0.9 * 1 + 1
+      1.90
+    """
+    if "nesterov" in kwargs:
+        raise TypeError("`nesterov` cannot be passed to jsgd.nesterov (it is True).")
+    return _velocity_trace(momentum, nesterov=True, **kwargs)

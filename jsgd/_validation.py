@@ -1,0 +1,130 @@
+"""Validation of hyperparameters, with Keras-style error messages.
+
+Only concrete values are checked. A traced hyperparameter (under ``jit``,
+``vmap`` or ``optax.inject_hyperparams``) has no value at trace time, so its
+value passes through unchecked; its shape and dtype are still checked, since
+those are known while tracing.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _type_error(name: str, value: Any, why: str) -> TypeError:
+    return TypeError(
+        f"`{name}` must be a real scalar (a Python number or a 0-d real array), "
+        f"{why}. Received: {name}={value!r}"
+    )
+
+
+def concrete_scalar(name: str, value: Any) -> float | None:
+    """Returns a hyperparameter's value as a Python float, or None if traced.
+
+    Args:
+      name: the argument's name, used in error messages.
+      value: a Python number, a 0-d NumPy/JAX array, or a tracer.
+
+    Returns:
+      The value as a float, or None when ``value`` is a tracer.
+
+    Raises:
+      TypeError: for bool, complex, string, non-numeric or non-scalar values.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise _type_error(name, value, "not a bool")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, numbers.Complex):
+        raise _type_error(name, value, "not complex")
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        raise _type_error(name, value, f"not {type(value).__name__}")
+    if tuple(shape) != ():
+        raise _type_error(name, value, f"not an array of shape {tuple(shape)}")
+    if jnp.issubdtype(dtype, jnp.bool_):
+        raise _type_error(name, value, "not a bool array")
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise _type_error(name, value, "not a complex array")
+    if not jnp.issubdtype(dtype, jnp.number):
+        raise _type_error(name, value, f"not an array of dtype {dtype}")
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return float(value)
+
+
+def _received(name: str, value: Any, number: float) -> str:
+    shown = number if hasattr(value, "dtype") else value
+    return f"Received: {name}={shown}"
+
+
+def check_non_negative(name: str, value: Any) -> None:
+    """Requires a finite number >= 0 (learning rates, decays)."""
+    number = concrete_scalar(name, value)
+    if number is not None and not (math.isfinite(number) and number >= 0):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0. {_received(name, value, number)}"
+        )
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Requires a number in [0, 1] (momentum, dampening)."""
+    number = concrete_scalar(name, value)
+    if number is not None and not 0.0 <= number <= 1.0:
+        raise ValueError(
+            f"`{name}` must be between [0, 1]. {_received(name, value, number)}"
+        )
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Requires a number > 0 (clip thresholds); +inf means "never clip"."""
+    number = concrete_scalar(name, value)
+    if number is not None and not number > 0:
+        raise ValueError(f"`{name}` must be > 0. {_received(name, value, number)}")
+
+
+def check_learning_rate(name: str, value: Any) -> None:
+    """A learning rate is a finite number >= 0 or a schedule (not checked)."""
+    if callable(value):
+        return
+    check_non_negative(name, value)
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Requires a Python bool (a static switch, never traced)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+
+
+def canonical_dtype(name: str, value: Any) -> jnp.dtype | None:
+    """Normalizes an optional floating or complex dtype argument."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError as error:
+        raise TypeError(
+            f"`{name}` must be a dtype or None. Received: {name}={value!r}"
+        ) from error
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"`{name}` must be a floating or complex dtype. Received: {name}={value!r}"
+        )
+    return dtype
+
+
+def is_static_zero(value: Any) -> bool:
+    """True for a Python number equal to zero.
+
+    Arrays are never "static": under ``optax.inject_hyperparams`` the same
+    hyperparameter is a concrete array in ``init`` and a tracer in ``update``,
+    so the state's structure must not depend on an array's value.
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0

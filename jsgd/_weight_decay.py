@@ -1,0 +1,115 @@
+"""Weight decay, coupled (L2 in the gradient) and decoupled (Keras 3)."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from jsgd import _learning_rate, _tree, _validation
+
+
+def _decay_leaf(u: jax.Array, w: jax.Array, coefficient) -> jax.Array:
+    """``u + (w * wd) * coefficient`` in at least float32, in ``u``'s dtype."""
+    dtype = _tree.compute_dtype(u.dtype, w.dtype)
+    decayed = w.astype(dtype) * coefficient(dtype)
+    return (u.astype(dtype) + decayed).astype(u.dtype)
+
+
+def add_decayed_weights(
+    weight_decay: jax.typing.ArrayLike,
+) -> optax.GradientTransformationExtraArgs:
+    """Coupled weight decay: adds ``wd * w`` to the gradient (L2 regularization).
+
+    ``u = g + wd * w``. Placed before momentum, the decay flows through the
+    velocity and is scaled by the learning rate: ``torch.optim.SGD``'s
+    ``weight_decay`` and optax's ``add_decayed_weights``. For Keras 3's
+    ``weight_decay`` use :func:`jsgd.decoupled_weight_decay`.
+    State: ``optax.EmptyState``.
+
+    Args:
+      weight_decay: the coefficient ``wd``, a finite number >= 0 (may be traced).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
+      ``params``; updates keep their dtype.
+
+    Raises:
+      ValueError: if a concrete ``weight_decay`` is negative or not finite, or
+        (at update time) if ``params`` is not given.
+      TypeError: if ``weight_decay`` is a bool, complex, string or non-scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> tx = jsgd.add_decayed_weights(0.1)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> tx.update(jnp.zeros(2), tx.init(params), params)[0]
+      Array([ 0.1, -0.2], dtype=float32)
+    """
+    _validation.check_non_negative("weight_decay", weight_decay)
+
+    def init_fn(params: optax.Params) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        _tree.require_params(params)
+        updates = _tree.map_updates(
+            lambda u, w: _decay_leaf(u, w, lambda d: _tree.as_dtype(weight_decay, d)),
+            updates,
+            params,
+        )
+        return updates, state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def decoupled_weight_decay(
+    weight_decay: jax.typing.ArrayLike,
+    learning_rate: optax.ScalarOrSchedule,
+) -> optax.GradientTransformationExtraArgs:
+    """Decoupled weight decay, Keras 3's ``weight_decay``.
+
+    ``u = u - lr_t * wd * w``: the step shrinks each weight by ``lr_t * wd``
+    of itself, outside clipping and momentum (Keras 3 applies
+    ``w -= w * wd * lr_t`` before the optimizer's own step). Place it last in
+    a chain, after the learning-rate and momentum steps. With a schedule the
+    transform counts steps itself, so it must see every step the learning-rate
+    step sees. State: ``optax.EmptyState``, or :class:`jsgd.ScheduleState`
+    when ``learning_rate`` is a schedule.
+
+    Args:
+      weight_decay: the coefficient ``wd``, a finite number >= 0.
+      learning_rate: the same learning rate (number, 0-d array or schedule)
+        as the optimizer's.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
+      ``params``; updates keep their dtype.
+
+    Raises:
+      ValueError: if a concrete ``weight_decay`` or ``learning_rate`` is
+        negative or not finite, or (at update time) if ``params`` is missing.
+      TypeError: if either is a bool, complex, string or non-scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> tx = jsgd.decoupled_weight_decay(0.5, learning_rate=0.1)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> tx.update(jnp.zeros(2), tx.init(params), params)[0]
+      Array([-0.05,  0.1 ], dtype=float32)
+    """
+    _validation.check_non_negative("weight_decay", weight_decay)
+    _validation.check_learning_rate("learning_rate", learning_rate)
+
+    def apply(updates, params, lr):
+        _tree.require_params(params)
+
+        def minus_lr_wd(dtype):
+            return -(_tree.as_dtype(weight_decay, dtype) * _tree.as_dtype(lr, dtype))
+
+        return _tree.map_updates(
+            lambda u, w: _decay_leaf(u, w, minus_lr_wd), updates, params
+        )
+
+    return _learning_rate.learning_rate_transform(learning_rate, apply)

@@ -1,0 +1,12 @@
+"""Test configuration: 8 fake CPU devices and Keras on the JAX backend.
+
+Both must be set before JAX initializes its backends or Keras is imported.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_num_cpu_devices", 8)
