@@ -33,7 +33,9 @@ def _clip_leaf_by_value(g: jax.Array, c: Any) -> jax.Array:
     return jnp.clip(g, -c, c)
 
 
-def clip_by_value(clipvalue: jax.typing.ArrayLike) -> optax.GradientTransformationExtraArgs:
+def clip_by_value(
+    clipvalue: jax.typing.ArrayLike,
+) -> optax.GradientTransformationExtraArgs:
     """Clips every element to ``[-clipvalue, clipvalue]`` (Keras ``clipvalue``).
 
     ``u = clip(g, -c, c)`` elementwise; NaN stays NaN. Complex leaves have their
@@ -81,7 +83,9 @@ def _scaled(g: jax.Array, scale: jax.Array) -> jax.Array:
     return (g.astype(dtype) * scale.astype(dtype)).astype(g.dtype)
 
 
-def clip_by_norm(clipnorm: jax.typing.ArrayLike) -> optax.GradientTransformationExtraArgs:
+def clip_by_norm(
+    clipnorm: jax.typing.ArrayLike,
+) -> optax.GradientTransformationExtraArgs:
     """Clips each leaf by its own L2 norm (Keras and tf.keras ``clipnorm``).
 
     ``u = g * c / max(||g||, c)`` for every leaf separately; ``||g||`` is

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import optax
@@ -67,13 +67,14 @@ class SGD(KerasOptimizer):
       >>> val2, state = opt.minimize(loss, val1, state)
       >>> print(f"{float(val1 - val2):.2f}")  # later steps grow with momentum
       0.18
-      >>> opt.get_config()
-      {'name': 'SGD', 'learning_rate': 0.1, 'momentum': 0.9, 'nesterov': False, 'decay': 0.0}
+      >>> config = opt.get_config()
+      >>> config["name"], config["learning_rate"], config["momentum"]
+      ('SGD', 0.1, 0.9)
     """
 
     __slots__ = ()
 
-    _defaults = {
+    _defaults: ClassVar[dict[str, Any]] = {
         "learning_rate": 0.01,
         "momentum": 0.0,
         "nesterov": False,

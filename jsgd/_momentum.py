@@ -125,7 +125,9 @@ def momentum(
             return (look_ahead + u.astype(dtype)).astype(u.dtype)
 
         updates = _tree.map_updates(output, updates, velocity)
-        return updates, MomentumState(count=_tree.increment(state.count), velocity=velocity)
+        return updates, MomentumState(
+            count=_tree.increment(state.count), velocity=velocity
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -127,4 +127,6 @@ def is_static_zero(value: Any) -> bool:
     hyperparameter is a concrete array in ``init`` and a tracer in ``update``,
     so the state's structure must not depend on an array's value.
     """
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
+    )

@@ -1,0 +1,79 @@
+"""Parity of ``lr_in_velocity=False`` with the real ``torch.optim.SGD``.
+
+Dampening, Nesterov and (coupled) weight decay, with the learning rate changed
+in ``param_groups`` before every step, as a torch scheduler does.
+"""
+
+import numpy as np
+import optax
+import pytest
+
+import jsgd
+from tests.test_optax_parity import (
+    N_CONFIGS,
+    assert_trajectories_close,
+    random_problem,
+    run,
+    table_schedule,
+)
+
+torch = pytest.importorskip("torch")
+
+
+def torch_run(params, grads, lrs, **hyper):
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.SGD(list(tensors.values()), lr=float(lrs[0]), **hyper)
+    trajectory = []
+    for lr, g in zip(lrs, grads, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = float(lr)
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k])
+        opt.step()
+        trajectory.append({k: t.detach().numpy().copy() for k, t in tensors.items()})
+    return trajectory
+
+
+@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def test_matches_torch_sgd(seed):
+    rng, params, grads, lrs = random_problem(seed)
+    momentum = float(rng.choice([0.0, 0.9, rng.uniform(0, 0.99)]))
+    nesterov = bool(rng.integers(2)) and momentum > 0
+    dampening = 0.0 if nesterov else float(rng.choice([0.0, 0.5, rng.uniform(0, 1)]))
+    weight_decay = float(rng.choice([0.0, rng.uniform(0, 0.2)]))
+    hyper = dict(
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+    )
+    ours = optax.chain(
+        jsgd.add_decayed_weights(weight_decay),
+        jsgd.sgd(
+            table_schedule(lrs),
+            momentum,
+            nesterov,
+            dampening=dampening,
+            lr_in_velocity=False,
+        ),
+    )
+    assert_trajectories_close(
+        run(ours, params, grads), torch_run(params, grads, lrs, **hyper), str(hyper)
+    )
+
+
+def test_torch_dampening_table_is_the_real_torch():
+    """The hand table of test_tables.py, checked against torch itself."""
+    params = {"a": np.zeros(1, np.float32), "b": np.zeros((1, 1), np.float32)}
+    params["c"] = np.zeros((), np.float32)
+    grads = [
+        {k: np.full(v.shape, g, np.float32) for k, v in params.items()}
+        for g in (1.0, 2.0, -1.0, 0.5, 3.0)
+    ]
+    lrs = np.array([0.1, 0.1, 0.05, 0.05, 0.01], np.float32)
+    trajectory = torch_run(params, grads, lrs, momentum=0.9, dampening=0.5)
+    np.testing.assert_allclose(
+        [float(p["c"]) for p in trajectory],
+        [-0.1, -0.29, -0.3505, -0.41745, -0.444501],
+        rtol=1e-6,
+    )
