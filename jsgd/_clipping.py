@@ -66,9 +66,12 @@ def clip_by_value(
 
 
 def _safe_sqrt(x: jax.Array) -> jax.Array:
-    """``sqrt`` with a finite gradient at 0 (for meta-learning through clips)."""
+    """``sqrt`` with a finite gradient at 0 (for meta-learning through clips).
+
+    Zero and NaN pass through unchanged (Keras's two-tap ``where``).
+    """
     positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), 0)
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), x)
 
 
 def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
