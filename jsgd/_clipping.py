@@ -75,9 +75,13 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
 
 
 def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
-    """``c / max(norm, c)``, or NaN when ``norm`` is not finite (Keras 3)."""
+    """``c / max(norm, c)``, or NaN when ``norm`` is not finite (Keras 3).
+
+    Written as ``c / norm if norm > c else 1`` so that ``c = inf`` (never clip)
+    gives 1 rather than ``inf / inf``.
+    """
     c = _tree.as_dtype(c, norm.dtype)
-    scale = c / jnp.maximum(norm, c)
+    scale = jnp.where(norm > c, c / norm, 1)
     return jnp.where(jnp.isfinite(norm), scale, jnp.nan)
 
 

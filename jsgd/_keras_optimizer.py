@@ -57,6 +57,20 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """Turns NumPy real scalars into Python numbers.
+
+    NumPy values are never traced, and as numbers they keep
+    ``from_config(get_config())`` equal to the original.
+    """
+    is_numpy_scalar = isinstance(value, np.generic) or (
+        isinstance(value, np.ndarray) and value.shape == ()
+    )
+    if is_numpy_scalar and value.dtype.kind in "iuf":
+        return value.item()
+    return value
+
+
 def _rebuild(cls: type[KerasOptimizer], config: dict[str, Any]) -> KerasOptimizer:
     return cls(**config)
 
@@ -101,6 +115,7 @@ class KerasOptimizer:
             )
         if not isinstance(name, str):
             raise TypeError(f"`name` must be a str. Received: name={name!r}")
+        arguments = {k: _plain(v) for k, v in arguments.items()}
         config = self._normalize({"name": name, **self._defaults, **arguments})
         hyperparameters = {k: v for k, v in config.items() if k != "name"}
         object.__setattr__(self, "_config", config)
@@ -155,6 +170,13 @@ class KerasOptimizer:
     def get_config(self) -> dict[str, Any]:
         """A JSON-serializable dict that ``from_config`` turns back into ``self``.
 
+        Numbers, NumPy scalars, bools, ``None`` and dtypes round-trip exactly. A
+        concrete JAX array hyperparameter is written as its value (a number),
+        so the rebuilt optimizer holds a number: its updates are identical,
+        but it compares unequal to the original, and a ``momentum`` of array
+        0 (which keeps a velocity) comes back as the number 0 (which keeps
+        none).
+
         Raises:
           TypeError: if a hyperparameter is a Python callable or a traced array.
         """
@@ -191,6 +213,9 @@ class KerasOptimizer:
         raise AttributeError(
             f"{type(self).__name__} objects are immutable; use .replace({name}=...)."
         )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} objects are immutable.")
 
     def __reduce__(self):
         return (_rebuild, (type(self), dict(self._config)))

@@ -40,7 +40,10 @@ def concrete_scalar(name: str, value: Any) -> float | None:
     if isinstance(value, (bool, np.bool_)):
         raise _type_error(name, value, "not a bool")
     if isinstance(value, numbers.Real):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the float range
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, numbers.Complex):
         raise _type_error(name, value, "not complex")
     shape = getattr(value, "shape", None)
