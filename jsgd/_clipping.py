@@ -77,11 +77,13 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
 def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
     """``c / max(norm, c)``, or NaN when ``norm`` is not finite (Keras 3).
 
-    Written as ``c / norm if norm > c else 1`` so that ``c = inf`` (never clip)
-    gives 1 rather than ``inf / inf``.
+    Written as ``c / norm if norm > c else 1/1`` so that ``c = inf`` (never
+    clip) gives 1 rather than ``inf / inf``, and so that the gradient at
+    ``norm = 0`` is finite.
     """
     c = _tree.as_dtype(c, norm.dtype)
-    scale = jnp.where(norm > c, c / norm, 1)
+    clips = norm > c
+    scale = jnp.where(clips, c, 1) / jnp.where(clips, norm, 1)
     return jnp.where(jnp.isfinite(norm), scale, jnp.nan)
 
 
