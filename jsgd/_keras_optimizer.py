@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.core import Tracer
 
 
 def _serializable(name: str, value: Any) -> Any:
@@ -27,7 +28,7 @@ def _serializable(name: str, value: Any) -> Any:
         return float(value)
     if isinstance(value, np.dtype):
         return value.name
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         raise TypeError(
             f"`{name}` is a traced value and cannot be serialized by get_config(). "
             f"Received: {name}={value!r}"
@@ -44,7 +45,7 @@ def _serializable(name: str, value: Any) -> Any:
 
 def _frozen(value: Any) -> Any:
     """A hashable stand-in for a hyperparameter, equal for equal configurations."""
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return ("traced", id(value))
     if hasattr(value, "dtype") and getattr(value, "shape", None) == ():
         return ("array", jnp.dtype(value.dtype).name, value.item())
@@ -89,9 +90,8 @@ class KerasOptimizer:
     _defaults: ClassVar[dict[str, Any]] = {}
     _always_in_config: ClassVar[tuple[str, ...]] = ()
 
-    @staticmethod
-    def _build(**hyperparameters: Any) -> optax.GradientTransformationExtraArgs:
-        raise NotImplementedError
+    # The factory that turns the hyperparameters into the transformation.
+    _build: ClassVar[Callable[..., optax.GradientTransformationExtraArgs]]
 
     @staticmethod
     def _normalize(config: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ class ScheduleState(NamedTuple):
         uses ``schedule(0)``, as in optax and Keras.
     """
 
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]
 
 
 def learning_rate_transform(

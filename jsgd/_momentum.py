@@ -21,7 +21,7 @@ class MomentumState(NamedTuple):
         dtype unless ``accumulator_dtype`` says otherwise.
     """
 
-    count: jax.Array
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]
     velocity: optax.Updates
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 
 def _type_error(name: str, value: Any, why: str) -> TypeError:
@@ -39,11 +40,10 @@ def concrete_scalar(name: str, value: Any) -> float | None:
     """
     if isinstance(value, (bool, np.bool_)):
         raise _type_error(name, value, "not a bool")
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        return math.inf if value > 0 else -math.inf  # float() would overflow
     if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except OverflowError:  # an int beyond the float range
-            return math.inf if value > 0 else -math.inf
+        return float(value)
     if isinstance(value, numbers.Complex):
         raise _type_error(name, value, "not complex")
     shape = getattr(value, "shape", None)
@@ -58,7 +58,7 @@ def concrete_scalar(name: str, value: Any) -> float | None:
         raise _type_error(name, value, "not a complex array")
     if not jnp.issubdtype(dtype, jnp.number):
         raise _type_error(name, value, f"not an array of dtype {dtype}")
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         return None
     return float(value)
 
