@@ -7,9 +7,21 @@ learning rate inside the velocity, optax and torch outside it; jsgd gives both:
 ``chain(momentum(m), scale_by_learning_rate(lr))`` optax's and torch's.
 """
 
+from jsgd import schedules
+from jsgd._accumulation import AccumulateGradientsState, accumulate_gradients
+from jsgd._adaptive import (
+    AdagradState,
+    AdamState,
+    RMSpropState,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_rmsprop,
+)
+from jsgd._adaptive_optimizers import adagrad, adam, rmsprop
 from jsgd._clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
+from jsgd._ema import AverageParamsState, average_params, averaged_params
+from jsgd._keras_classes import SGD, Adagrad, Adam, RMSprop
 from jsgd._keras_optimizer import KerasOptimizer
-from jsgd._keras_sgd import SGD
 from jsgd._learning_rate import (
     ScheduleState,
     inverse_time_decay,
@@ -22,11 +34,12 @@ from jsgd._weight_decay import add_decayed_weights, decoupled_weight_decay
 __version__ = "0.1.0"
 
 __all__ = [
-    "KerasOptimizer",
-    "MomentumState",
-    "SGD",
-    "ScheduleState",
+    "accumulate_gradients",
+    "adagrad",
+    "adam",
     "add_decayed_weights",
+    "average_params",
+    "averaged_params",
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
@@ -35,6 +48,23 @@ __all__ = [
     "inverse_time_decay",
     "momentum",
     "nesterov",
+    "rmsprop",
+    "scale_by_adagrad",
+    "scale_by_adam",
     "scale_by_learning_rate",
+    "scale_by_rmsprop",
+    "schedules",
     "sgd",
+    "AccumulateGradientsState",
+    "Adagrad",
+    "AdagradState",
+    "Adam",
+    "AdamState",
+    "AverageParamsState",
+    "KerasOptimizer",
+    "MomentumState",
+    "RMSprop",
+    "RMSpropState",
+    "SGD",
+    "ScheduleState",
 ]

@@ -1,4 +1,8 @@
-"""``jsgd.SGD``: the origin document's Keras ``SGD`` class, over ``jsgd.sgd``."""
+"""Keras-style optimizer classes: thin immutable objects over the factories.
+
+No math lives here: each class names its hyperparameters and defaults and
+builds its transformation with the matching factory (``SGD`` -> ``sgd``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any, ClassVar
 import jax
 import optax
 
-from jsgd import _validation
+from jsgd._adaptive_optimizers import adagrad, adam, rmsprop
+from jsgd._keras_keywords import KERAS_KEYWORD_DEFAULTS
 from jsgd._keras_optimizer import KerasOptimizer
 from jsgd._sgd import sgd
 
@@ -40,9 +45,11 @@ class SGD(KerasOptimizer):
       momentum: ``m`` in [0, 1].
       nesterov: use Nesterov momentum.
       name: Keras's optimizer name (kept in the config only).
-      **kwargs: ``clipvalue``, ``clipnorm``, ``global_clipnorm``, ``decay``,
-        ``weight_decay``, ``dampening``, ``lr_in_velocity``,
-        ``accumulator_dtype``, as in :func:`jsgd.sgd`.
+      **kwargs: ``dampening``, ``lr_in_velocity``, ``accumulator_dtype`` and
+        the Keras keywords (``clipvalue``, ``clipnorm``, ``global_clipnorm``,
+        ``decay``, ``weight_decay``, ``use_ema``, ``ema_momentum``,
+        ``ema_overwrite_frequency``, ``loss_scale_factor``,
+        ``gradient_accumulation_steps``), as in :func:`jsgd.sgd`.
 
     Raises:
       ValueError: for out-of-range hyperparameters (see :func:`jsgd.sgd`),
@@ -78,11 +85,7 @@ class SGD(KerasOptimizer):
         "learning_rate": 0.01,
         "momentum": 0.0,
         "nesterov": False,
-        "clipvalue": None,
-        "clipnorm": None,
-        "global_clipnorm": None,
-        "decay": 0.0,
-        "weight_decay": None,
+        **KERAS_KEYWORD_DEFAULTS,
         "dampening": 0.0,
         "lr_in_velocity": True,
         "accumulator_dtype": None,
@@ -105,11 +108,189 @@ class SGD(KerasOptimizer):
             **kwargs,
         )
 
-    @staticmethod
-    def _normalize(config: dict[str, Any]) -> dict[str, Any]:
-        dtype = _validation.canonical_dtype(
-            "accumulator_dtype", config["accumulator_dtype"]
-        )
-        return {**config, "accumulator_dtype": dtype}
-
     _build = staticmethod(sgd)
+
+
+class Adagrad(KerasOptimizer):
+    """Keras's ``Adagrad`` as an immutable JAX gradient transformation.
+
+    ``a = a + g**2;  w -= lr_t * g / sqrt(a + eps)`` (see :func:`jsgd.adagrad`,
+    which builds it). Behaves like :class:`jsgd.SGD`: ``init``/``update``,
+    ``minimize``, ``get_config``/``from_config``, ``replace``; immutable and
+    hashable.
+
+    Args:
+      learning_rate: a finite number >= 0, a 0-d array or a schedule.
+      initial_accumulator_value: the accumulator's start, >= 0.
+      epsilon: added under the square root, >= 0.
+      name: Keras's optimizer name.
+      **kwargs: ``accumulator_dtype`` and the Keras keywords, as for
+        :class:`jsgd.SGD`.
+
+    Raises:
+      ValueError, TypeError: as :func:`jsgd.adagrad`.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.Adagrad(learning_rate=0.1, initial_accumulator_value=0.0,
+      ...                    epsilon=0.0)
+      >>> w, state = opt.minimize(lambda w: w**2 / 2, jnp.array(2.0))
+      >>> float(w)  # 2 - 0.1 * 2 / sqrt(4)
+      1.899999976158142
+    """
+
+    __slots__ = ()
+
+    _defaults: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.001,
+        "initial_accumulator_value": 0.1,
+        "epsilon": 1e-7,
+        **KERAS_KEYWORD_DEFAULTS,
+        "accumulator_dtype": None,
+    }
+    _always_in_config = ("learning_rate", "initial_accumulator_value", "epsilon")
+
+    def __init__(
+        self,
+        learning_rate: optax.ScalarOrSchedule = 0.001,
+        initial_accumulator_value: jax.typing.ArrayLike = 0.1,
+        epsilon: jax.typing.ArrayLike = 1e-7,
+        name: str = "Adagrad",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            learning_rate=learning_rate,
+            initial_accumulator_value=initial_accumulator_value,
+            epsilon=epsilon,
+            **kwargs,
+        )
+
+    _build = staticmethod(adagrad)
+
+
+class RMSprop(KerasOptimizer):
+    """Keras's ``RMSprop`` as an immutable JAX gradient transformation.
+
+    ``v = rho*v + (1-rho)*g**2``; ``w -= lr_t * g / sqrt(v + eps)`` (centered:
+    ``v - a**2``), with Keras's momentum holding the learning rate (see
+    :func:`jsgd.rmsprop`). Behaves like :class:`jsgd.SGD`.
+
+    Args:
+      learning_rate: a finite number >= 0, a 0-d array or a schedule.
+      rho: the averages' decay in [0, 1].
+      momentum: momentum in [0, 1].
+      epsilon: added under the square root, >= 0.
+      centered: normalize by the variance.
+      name: Keras's optimizer name.
+      **kwargs: ``accumulator_dtype`` and the Keras keywords, as for
+        :class:`jsgd.SGD`.
+
+    Raises:
+      ValueError, TypeError: as :func:`jsgd.rmsprop`.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.RMSprop(learning_rate=0.01, rho=0.75, epsilon=0.0)
+      >>> w, state = opt.minimize(lambda w: w**2 / 2, jnp.array(2.0))
+      >>> float(w)  # 2 - 0.01 * 2 / sqrt(0.25 * 4)
+      1.9800000190734863
+    """
+
+    __slots__ = ()
+
+    _defaults: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.001,
+        "rho": 0.9,
+        "momentum": 0.0,
+        "epsilon": 1e-7,
+        "centered": False,
+        **KERAS_KEYWORD_DEFAULTS,
+        "accumulator_dtype": None,
+    }
+    _always_in_config = ("learning_rate", "rho", "momentum", "epsilon", "centered")
+
+    def __init__(
+        self,
+        learning_rate: optax.ScalarOrSchedule = 0.001,
+        rho: jax.typing.ArrayLike = 0.9,
+        momentum: jax.typing.ArrayLike = 0.0,
+        epsilon: jax.typing.ArrayLike = 1e-7,
+        centered: bool = False,
+        name: str = "RMSprop",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            learning_rate=learning_rate,
+            rho=rho,
+            momentum=momentum,
+            epsilon=epsilon,
+            centered=centered,
+            **kwargs,
+        )
+
+    _build = staticmethod(rmsprop)
+
+
+class Adam(KerasOptimizer):
+    """Keras's ``Adam`` as an immutable JAX gradient transformation.
+
+    ``w -= lr_t * sqrt(1-beta_2**t)/(1-beta_1**t) * m / (sqrt(v) + eps)``
+    (see :func:`jsgd.adam`). Behaves like :class:`jsgd.SGD`.
+
+    Args:
+      learning_rate: a finite number >= 0, a 0-d array or a schedule.
+      beta_1: first-moment decay in [0, 1].
+      beta_2: second-moment decay in [0, 1].
+      epsilon: added to ``sqrt(v)``, >= 0.
+      amsgrad: use the running maximum of ``v``.
+      name: Keras's optimizer name.
+      **kwargs: ``accumulator_dtype`` and the Keras keywords, as for
+        :class:`jsgd.SGD`.
+
+    Raises:
+      ValueError, TypeError: as :func:`jsgd.adam`.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.Adam(learning_rate=0.1, epsilon=0.0)
+      >>> w, state = opt.minimize(lambda w: w**2 / 2, jnp.array(2.0))
+      >>> print(f"{float(w):.4f}")  # the first step is lr * sign(g)
+      1.9000
+    """
+
+    __slots__ = ()
+
+    _defaults: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.001,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
+        **KERAS_KEYWORD_DEFAULTS,
+        "accumulator_dtype": None,
+    }
+    _always_in_config = ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
+
+    def __init__(
+        self,
+        learning_rate: optax.ScalarOrSchedule = 0.001,
+        beta_1: jax.typing.ArrayLike = 0.9,
+        beta_2: jax.typing.ArrayLike = 0.999,
+        epsilon: jax.typing.ArrayLike = 1e-7,
+        amsgrad: bool = False,
+        name: str = "Adam",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name=name,
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            **kwargs,
+        )
+
+    _build = staticmethod(adam)

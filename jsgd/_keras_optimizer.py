@@ -19,11 +19,17 @@ import numpy as np
 import optax
 from jax.core import Tracer
 
+from jsgd import _validation, schedules
+
 
 def _serializable(name: str, value: Any) -> Any:
     """A hyperparameter as a JSON value, or a TypeError saying why it isn't one."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, schedules.LearningRateSchedule):
+        return schedules.serialize(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
     if isinstance(value, np.dtype):
@@ -38,7 +44,8 @@ def _serializable(name: str, value: Any) -> Any:
     if callable(value):
         raise TypeError(
             f"`{name}` is a Python callable ({value!r}) and cannot be serialized "
-            "by get_config(). Use a number, or rebuild the optimizer in code."
+            "by get_config(). Use a number or a jsgd.schedules object, or rebuild "
+            "the optimizer in code."
         )
     raise TypeError(f"`{name}` cannot be serialized. Received: {name}={value!r}")
 
@@ -95,8 +102,13 @@ class KerasOptimizer:
 
     @staticmethod
     def _normalize(config: dict[str, Any]) -> dict[str, Any]:
-        """Puts equivalent spellings (e.g. of a dtype) into one canonical form."""
-        return config
+        """Puts equivalent spellings of a dtype into one canonical form."""
+        if config.get("accumulator_dtype") is None:
+            return config
+        dtype = _validation.canonical_dtype(
+            "accumulator_dtype", config["accumulator_dtype"]
+        )
+        return {**config, "accumulator_dtype": dtype}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -189,8 +201,16 @@ class KerasOptimizer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]):
-        """Rebuilds an optimizer from ``get_config()``'s output."""
-        return cls(**dict(config))
+        """Rebuilds an optimizer from ``get_config()``'s output.
+
+        A ``learning_rate`` given as a ``{"class_name": ..., "config": ...}``
+        dict (jsgd's or Keras's serialized schedule) becomes a
+        ``jsgd.schedules`` object; other Keras keys are accepted by name.
+        """
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
 
     def replace(self, **changes: Any):
         """Returns a copy with some hyperparameters changed."""

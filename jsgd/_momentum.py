@@ -110,12 +110,7 @@ def momentum(
                 v.dtype
             )
 
-        velocity = jax.tree.map(
-            lambda u, v: v if u is None else new_velocity(u, v),
-            updates,
-            state.velocity,
-            is_leaf=lambda x: x is None,
-        )
+        velocity = _tree.map_state(new_velocity, updates, state.velocity)
 
         def output(u: jax.Array, v: jax.Array) -> jax.Array:
             if not nesterov:

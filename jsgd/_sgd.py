@@ -8,48 +8,9 @@ import jax
 import optax
 
 from jsgd import _validation
-from jsgd._clipping import clip_by_global_norm, clip_by_norm, clip_by_value
-from jsgd._learning_rate import inverse_time_decay, scale_by_learning_rate
+from jsgd._keras_keywords import keras_chain, keras_keywords_in
+from jsgd._learning_rate import scale_by_learning_rate
 from jsgd._momentum import momentum as momentum_trace
-from jsgd._weight_decay import decoupled_weight_decay
-
-
-def validate_sgd_arguments(
-    *,
-    learning_rate: Any,
-    momentum: Any,
-    nesterov: Any,
-    clipvalue: Any,
-    clipnorm: Any,
-    global_clipnorm: Any,
-    decay: Any,
-    weight_decay: Any,
-    dampening: Any,
-    lr_in_velocity: Any,
-    accumulator_dtype: Any,
-) -> None:
-    """Checks every ``sgd`` argument, naming it as the caller spelled it."""
-    _validation.check_learning_rate("learning_rate", learning_rate)
-    _validation.check_unit_interval("momentum", momentum)
-    _validation.check_bool("nesterov", nesterov)
-    for name, value in (
-        ("clipvalue", clipvalue),
-        ("clipnorm", clipnorm),
-        ("global_clipnorm", global_clipnorm),
-    ):
-        if value is not None:
-            _validation.check_positive(name, value)
-    if clipnorm is not None and global_clipnorm is not None:
-        raise ValueError(
-            "`clipnorm` and `global_clipnorm` cannot both be set. "
-            f"Received: clipnorm={clipnorm}, global_clipnorm={global_clipnorm}"
-        )
-    _validation.check_non_negative("decay", decay)
-    if weight_decay is not None:
-        _validation.check_non_negative("weight_decay", weight_decay)
-    _validation.check_unit_interval("dampening", dampening)
-    _validation.check_bool("lr_in_velocity", lr_in_velocity)
-    _validation.canonical_dtype("accumulator_dtype", accumulator_dtype)
 
 
 def sgd(
@@ -65,6 +26,11 @@ def sgd(
     dampening: jax.typing.ArrayLike = 0.0,
     lr_in_velocity: bool = True,
     accumulator_dtype: Any | None = None,
+    use_ema: bool = False,
+    ema_momentum: jax.typing.ArrayLike = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: jax.typing.ArrayLike | None = None,
+    gradient_accumulation_steps: int | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Stochastic gradient descent with momentum, Keras's rule by default.
 
@@ -92,7 +58,12 @@ def sgd(
     ``lr_in_velocity`` picks), then ``decoupled_weight_decay`` when
     ``weight_decay`` is set (Keras 3: ``w -= lr_t * wd * w``, outside clipping
     and momentum). For torch-style coupled weight decay put
-    :func:`jsgd.add_decayed_weights` in front of this chain.
+    :func:`jsgd.add_decayed_weights` in front of this chain. The other Keras
+    3 keywords wrap that chain as they do in Keras (see
+    ``docs/update_rules.md``, "Keras keywords"): ``loss_scale_factor``
+    divides the gradients first, ``gradient_accumulation_steps`` runs it on
+    the mean of that many micro-steps, ``use_ema`` keeps a moving average of
+    the parameters.
 
     A ``momentum`` given as the Python number 0 keeps no velocity (and
     ``nesterov`` then changes nothing, as in Keras 3: exactly plain SGD). A
@@ -101,7 +72,9 @@ def sgd(
 
     State: an ``optax.chain`` state tuple, one entry per step above (clip
     steps hold ``optax.EmptyState``; a learning-rate schedule holds a
-    :class:`jsgd.ScheduleState`; momentum a :class:`jsgd.MomentumState`).
+    :class:`jsgd.ScheduleState`; momentum a :class:`jsgd.MomentumState`),
+    inside a :class:`jsgd.AccumulateGradientsState` and a
+    :class:`jsgd.AverageParamsState` when those keywords are used.
 
     Args:
       learning_rate: a finite number >= 0, a 0-d array, or a schedule
@@ -116,6 +89,14 @@ def sgd(
       dampening: torch's dampening ``d`` in [0, 1].
       lr_in_velocity: True for Keras's rule, False for optax's/torch's.
       accumulator_dtype: dtype of the velocity (default: the parameters').
+      use_ema: keep an exponential moving average of the parameters (read
+        it with :func:`jsgd.averaged_params`).
+      ema_momentum: the EMA's decay in [0, 1].
+      ema_overwrite_frequency: overwrite the parameters with their average
+        every this many steps (``None``: never).
+      loss_scale_factor: divide the gradients by this (> 0) first.
+      gradient_accumulation_steps: apply the mean gradient of this many
+        (int >= 2) micro-steps once every that many steps.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``).
@@ -125,7 +106,7 @@ def sgd(
         dampening outside [0, 1]; a clip threshold <= 0; decay or weight decay
         < 0; ``clipnorm`` together with ``global_clipnorm``.
       TypeError: for bool, complex, string or non-scalar hyperparameters,
-        non-bool ``nesterov``/``lr_in_velocity``, or a bad ``accumulator_dtype``.
+        non-bool ``nesterov``/``lr_in_velocity`` or a bad ``accumulator_dtype``.
 
     Example:
       >>> import jax, jax.numpy as jnp, jsgd, optax
@@ -139,34 +120,17 @@ def sgd(
       >>> print(f"{float(params):.2f}")  # 1 - 0.1 - 0.18
       0.72
     """
-    validate_sgd_arguments(
-        learning_rate=learning_rate,
-        momentum=momentum,
-        nesterov=nesterov,
-        clipvalue=clipvalue,
-        clipnorm=clipnorm,
-        global_clipnorm=global_clipnorm,
-        decay=decay,
-        weight_decay=weight_decay,
-        dampening=dampening,
-        lr_in_velocity=lr_in_velocity,
-        accumulator_dtype=accumulator_dtype,
-    )
-    if not _validation.is_static_zero(decay):
-        learning_rate = inverse_time_decay(learning_rate, decay)
+    _validation.check_learning_rate("learning_rate", learning_rate)
+    _validation.check_unit_interval("momentum", momentum)
+    _validation.check_bool("nesterov", nesterov)
+    _validation.check_unit_interval("dampening", dampening)
+    _validation.check_bool("lr_in_velocity", lr_in_velocity)
+    _validation.canonical_dtype("accumulator_dtype", accumulator_dtype)
 
-    steps: list[optax.GradientTransformation] = []
-    if clipvalue is not None:
-        steps.append(clip_by_value(clipvalue))
-    if clipnorm is not None:
-        steps.append(clip_by_norm(clipnorm))
-    if global_clipnorm is not None:
-        steps.append(clip_by_global_norm(global_clipnorm))
-
-    learning_rate_step = scale_by_learning_rate(learning_rate)
-    if _validation.is_static_zero(momentum):
-        steps.append(learning_rate_step)
-    else:
+    def core(lr: optax.ScalarOrSchedule) -> list[optax.GradientTransformation]:
+        learning_rate_step = scale_by_learning_rate(lr)
+        if _validation.is_static_zero(momentum):
+            return [learning_rate_step]
         velocity_step = momentum_trace(
             momentum,
             nesterov=nesterov,
@@ -174,10 +138,7 @@ def sgd(
             accumulator_dtype=accumulator_dtype,
         )
         if lr_in_velocity:
-            steps += [learning_rate_step, velocity_step]
-        else:
-            steps += [velocity_step, learning_rate_step]
+            return [learning_rate_step, velocity_step]
+        return [velocity_step, learning_rate_step]
 
-    if weight_decay is not None and not _validation.is_static_zero(weight_decay):
-        steps.append(decoupled_weight_decay(weight_decay, learning_rate))
-    return optax.chain(*steps)
+    return keras_chain(core, learning_rate, **keras_keywords_in(locals()))

@@ -32,6 +32,16 @@ def map_updates(fn: Callable[..., Any], updates: Any, *rest: Any) -> Any:
     )
 
 
+def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
+    """Maps ``fn(u, s)`` over a per-parameter state tree.
+
+    Where the update is ``None`` (a frozen parameter) the state leaf is kept.
+    """
+    return jax.tree.map(
+        lambda u, s: s if u is None else fn(u, s), updates, state, is_leaf=_is_none
+    )
+
+
 def compute_dtype(*dtypes: Any) -> jnp.dtype:
     """The dtype to do optimizer arithmetic in: at least float32.
 

@@ -605,8 +605,10 @@ TYPE_ERRORS = [
         _exact(
             "SGD got unknown keyword argument(s): ['bar', 'foo']. Valid keywords: "
             "['name', 'learning_rate', 'momentum', 'nesterov', 'clipvalue', "
-            "'clipnorm', 'global_clipnorm', 'decay', 'weight_decay', 'dampening', "
-            "'lr_in_velocity', 'accumulator_dtype']"
+            "'clipnorm', 'global_clipnorm', 'decay', 'weight_decay', 'use_ema', "
+            "'ema_momentum', 'ema_overwrite_frequency', 'loss_scale_factor', "
+            "'gradient_accumulation_steps', 'dampening', 'lr_in_velocity', "
+            "'accumulator_dtype']"
         ),
         id="SGD-unknown-keywords-sorted",
     ),
@@ -619,9 +621,9 @@ TYPE_ERRORS = [
         id="SGD-lr-hint",
     ),
     pytest.param(
-        lambda: jsgd.SGD(0.1, zeta=1, lr=0.1, use_ema=True),
+        lambda: jsgd.SGD(0.1, zeta=1, lr=0.1, amsgrad=True),
         _prefix(
-            "SGD got unknown keyword argument(s): ['lr', 'use_ema', 'zeta'] "
+            "SGD got unknown keyword argument(s): ['amsgrad', 'lr', 'zeta'] "
             "(`lr` is spelled `learning_rate`)."
         ),
         id="SGD-unknown-with-lr-hint",

@@ -1,0 +1,175 @@
+"""An exponential moving average of the parameters (Keras 3's ``use_ema``)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jsgd import _tree, _validation
+
+
+class AverageParamsState(NamedTuple):
+    """State of :func:`jsgd.average_params`.
+
+    Attributes:
+      count: int32 number of micro-steps taken (saturating).
+      average: the moving average of the parameters, in their dtype.
+      inner_state: the wrapped transformation's state.
+    """
+
+    count: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]
+    average: optax.Params
+    inner_state: optax.OptState
+
+
+def check_overwrite_frequency(name: str, value: Any) -> int | None:
+    """Requires None or a Python int >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"`{name}` must be an integer >= 1 or None. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def average_params(
+    transformation: optax.GradientTransformation,
+    momentum: jax.typing.ArrayLike = 0.99,
+    overwrite_frequency: int | None = None,
+    *,
+    steps_per_update: int = 1,
+) -> optax.GradientTransformationExtraArgs:
+    """Keeps Keras 3's EMA of the parameters beside ``transformation``.
+
+    After every step, with ``w`` the parameters *after* the update and
+    ``n = count // steps_per_update`` the number of real steps before it::
+
+        average = w                                    (n == 0)
+        average = momentum * average + (1 - momentum) * w   (otherwise)
+
+    and, with ``overwrite_frequency = f``, whenever ``(n + 1) % f == 0`` the
+    step's update is replaced by ``average - params``, so that the
+    parameters become the average (to the rounding of one addition), as
+    Keras's ``ema_overwrite_frequency`` does. Read the average with
+    :func:`jsgd.averaged_params` (Keras's ``finalize_variable_values``).
+    ``steps_per_update`` is the gradient-accumulation factor of the wrapped
+    optimizer, so that ``n`` counts real steps as Keras's ``iterations``
+    does. State: :class:`jsgd.AverageParamsState`.
+
+    Args:
+      transformation: the optimizer whose parameters are averaged.
+      momentum: the EMA decay in [0, 1] (Keras's ``ema_momentum``).
+      overwrite_frequency: overwrite the parameters with the average every
+        this many real steps; ``None`` never does.
+      steps_per_update: micro-steps per real step (gradient accumulation).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
+      ``params``.
+
+    Raises:
+      ValueError: for ``momentum`` outside [0, 1], a bad frequency, or (at
+        update time) missing ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd, optax
+      >>> tx = jsgd.average_params(jsgd.sgd(1.0), momentum=0.5)
+      >>> params = jnp.array(0.0)
+      >>> state = tx.init(params)
+      >>> for g in (1.0, 1.0):
+      ...     updates, state = tx.update(jnp.array(g), state, params)
+      ...     params = optax.apply_updates(params, updates)
+      >>> float(params), float(jsgd.averaged_params(state))  # average: -1, then -1.5
+      (-2.0, -1.5)
+    """
+    _validation.check_unit_interval("ema_momentum", momentum)
+    overwrite_frequency = check_overwrite_frequency(
+        "ema_overwrite_frequency", overwrite_frequency
+    )
+    inner = optax.with_extra_args_support(transformation)
+
+    def init_fn(params: optax.Params) -> AverageParamsState:
+        return AverageParamsState(
+            count=_tree.zero_count(),
+            average=optax.tree.zeros_like(params),
+            inner_state=inner.init(params),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        _tree.require_params(params)
+        updates, inner_state = inner.update(
+            updates, state.inner_state, params, **extra_args
+        )
+        real_steps = state.count // steps_per_update
+        m = jnp.where(real_steps == 0, 0.0, momentum)
+
+        def new_average(u, w, a):
+            new_w = (w + u).astype(w.dtype)  # what optax.apply_updates computes
+            dtype = _tree.compute_dtype(w.dtype, a.dtype)
+            decay = _tree.as_dtype(m, dtype)
+            mixed = decay * a.astype(dtype) + (1 - decay) * new_w.astype(dtype)
+            return mixed.astype(a.dtype)
+
+        average = jax.tree.map(
+            lambda u, w, a: a if u is None else new_average(u, w, a),
+            updates,
+            params,
+            state.average,
+            is_leaf=lambda x: x is None,
+        )
+        if overwrite_frequency is not None:
+            overwrite = (real_steps + 1) % overwrite_frequency == 0
+
+            def to_average(u, w, a):
+                jump = (a.astype(w.dtype) - w).astype(u.dtype)
+                return jnp.where(overwrite, jump, u)
+
+            updates = _tree.map_updates(to_average, updates, params, average)
+        return updates, AverageParamsState(
+            count=_tree.increment(state.count), average=average, inner_state=inner_state
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def averaged_params(state: optax.OptState) -> optax.Params:
+    """The EMA of the parameters held in an optimizer state.
+
+    Finds the :class:`jsgd.AverageParamsState` inside ``state`` (of an
+    optimizer built with ``use_ema=True`` or :func:`jsgd.average_params`,
+    possibly inside ``optax.chain`` or other wrappers) and returns its average.
+
+    Args:
+      state: an optimizer state.
+
+    Returns:
+      The averaged parameters (same tree as the parameters).
+
+    Raises:
+      ValueError: if ``state`` holds no (or more than one) parameter average.
+
+    Example:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.SGD(0.1, use_ema=True)
+      >>> params, state = opt.minimize(lambda w: w**2 / 2, jnp.array(1.0))
+      >>> print(f"{float(jsgd.averaged_params(state)):.3f}")  # first: the params
+      0.900
+    """
+    found = [
+        s.average
+        for s in jax.tree.leaves(
+            state, is_leaf=lambda x: isinstance(x, AverageParamsState)
+        )
+        if isinstance(s, AverageParamsState)
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            "averaged_params needs a state with exactly one AverageParamsState "
+            f"(an optimizer built with use_ema=True); found {len(found)}."
+        )
+    return found[0]
