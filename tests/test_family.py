@@ -6,6 +6,7 @@ can be followed by hand.
 """
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -237,3 +238,98 @@ def test_inject_hyperparams_without_recompiling(factory, hyper):
         params,
         reference,
     )
+
+
+BAD = [
+    (
+        lambda: jsgd.Adam(beta_1=1.5),
+        ValueError,
+        "`beta_1` must be between [0, 1]. Received: beta_1=1.5",
+    ),
+    (
+        lambda: jsgd.Adam(beta_2=-0.1),
+        ValueError,
+        "`beta_2` must be between [0, 1]. Received: beta_2=-0.1",
+    ),
+    (
+        lambda: jsgd.Adam(epsilon=-1.0),
+        ValueError,
+        "`epsilon` must be a finite number >= 0. Received: epsilon=-1.0",
+    ),
+    (
+        lambda: jsgd.Adam(amsgrad=1),
+        TypeError,
+        "`amsgrad` must be a bool. Received: amsgrad=1",
+    ),
+    (
+        lambda: jsgd.RMSprop(rho=2.0),
+        ValueError,
+        "`rho` must be between [0, 1]. Received: rho=2.0",
+    ),
+    (
+        lambda: jsgd.RMSprop(momentum=-0.5),
+        ValueError,
+        "`momentum` must be between [0, 1]. Received: momentum=-0.5",
+    ),
+    (
+        lambda: jsgd.RMSprop(centered="yes"),
+        TypeError,
+        "`centered` must be a bool. Received: centered='yes'",
+    ),
+    (
+        lambda: jsgd.Adagrad(initial_accumulator_value=-0.1),
+        ValueError,
+        "`initial_accumulator_value` must be a finite number >= 0. Received: initial_accumulator_value=-0.1",
+    ),
+    (
+        lambda: jsgd.Adagrad(learning_rate=float("nan")),
+        ValueError,
+        "`learning_rate` must be a finite number >= 0. Received: learning_rate=nan",
+    ),
+    (
+        lambda: jsgd.SGD(ema_momentum=1.5, use_ema=True),
+        ValueError,
+        "`ema_momentum` must be between [0, 1]. Received: ema_momentum=1.5",
+    ),
+    (
+        lambda: jsgd.Adam(use_ema=True, ema_overwrite_frequency=0),
+        ValueError,
+        "`ema_overwrite_frequency` must be an integer >= 1 or None. Received: ema_overwrite_frequency=0",
+    ),
+    (
+        lambda: jsgd.adam(gradient_accumulation_steps=1),
+        ValueError,
+        "`gradient_accumulation_steps` must be an integer >= 2. Received: gradient_accumulation_steps=1",
+    ),
+    (
+        lambda: jsgd.rmsprop(gradient_accumulation_steps=2.5),
+        ValueError,
+        "`gradient_accumulation_steps` must be an integer >= 2. Received: gradient_accumulation_steps=2.5",
+    ),
+    (
+        lambda: jsgd.adagrad(loss_scale_factor=0.0),
+        ValueError,
+        "`loss_scale_factor` must be > 0. Received: loss_scale_factor=0.0",
+    ),
+    (
+        lambda: jsgd.Adam(clipnorm=1.0, global_clipnorm=1.0),
+        ValueError,
+        "`clipnorm` and `global_clipnorm` cannot both be set. Received: clipnorm=1.0, global_clipnorm=1.0",
+    ),
+    (
+        lambda: jsgd.Adam(use_ema="no"),
+        TypeError,
+        "`use_ema` must be a bool. Received: use_ema='no'",
+    ),
+    (
+        lambda: jsgd.Adam(betas=(0.9, 0.99)),
+        TypeError,
+        "Adam got unknown keyword argument(s): ['betas']",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "message"), BAD)
+def test_family_validation(make, error, message):
+    with pytest.raises(error, match="^" + re.escape(message)):
+        make()
