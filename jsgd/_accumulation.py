@@ -79,11 +79,12 @@ def accumulate_gradients(
     def init_fn(params: optax.Params) -> AccumulateGradientsState:
         return AccumulateGradientsState(
             count=_tree.zero_count(),
-            accumulated=optax.tree.zeros_like(params),
+            accumulated=_tree.state_like(params),
             inner_state=inner.init(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
+        _tree.check_state(state, AccumulateGradientsState, "accumulate_gradients")
         is_real_step = (state.count + 1) % steps == 0
 
         def real_step(_):

@@ -21,10 +21,6 @@ def _abs_sq(g: jax.Array) -> jax.Array:
     return jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
 
 
-def _zeros(params: optax.Params, dtype: Any) -> optax.Updates:
-    return optax.tree.zeros_like(params, dtype=dtype)
-
-
 class AdagradState(NamedTuple):
     """State of :func:`jsgd.scale_by_adagrad`.
 
@@ -78,13 +74,14 @@ def scale_by_adagrad(
 
     def init_fn(params: optax.Params) -> AdagradState:
         return AdagradState(
-            accumulator=optax.tree.full_like(
-                params, initial_accumulator_value, dtype=accumulator_dtype
+            accumulator=_tree.state_like(
+                params, accumulator_dtype, initial_accumulator_value
             )
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, AdagradState, "scale_by_adagrad")
 
         def new_accumulator(g, a):
             dtype = _tree.compute_dtype(g.dtype, a.dtype)
@@ -167,13 +164,15 @@ def scale_by_rmsprop(
     )
 
     def init_fn(params: optax.Params) -> RMSpropState:
-        average = _zeros(params, accumulator_dtype) if centered else None
+        average = _tree.state_like(params, accumulator_dtype) if centered else None
         return RMSpropState(
-            velocity=_zeros(params, accumulator_dtype), average_gradient=average
+            velocity=_tree.state_like(params, accumulator_dtype),
+            average_gradient=average,
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, RMSpropState, "scale_by_rmsprop")
 
         def moving_average(value_of_g):
             def update(g, s):
@@ -280,13 +279,16 @@ def scale_by_adam(
     def init_fn(params: optax.Params) -> AdamState:
         return AdamState(
             count=_tree.zero_count(),
-            momentum=_zeros(params, accumulator_dtype),
-            velocity=_zeros(params, accumulator_dtype),
-            velocity_hat=_zeros(params, accumulator_dtype) if amsgrad else None,
+            momentum=_tree.state_like(params, accumulator_dtype),
+            velocity=_tree.state_like(params, accumulator_dtype),
+            velocity_hat=_tree.state_like(params, accumulator_dtype)
+            if amsgrad
+            else None,
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, AdamState, "scale_by_adam")
 
         def moment(beta, value_of_g):
             def update(g, s):

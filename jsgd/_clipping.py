@@ -12,13 +12,14 @@ import optax
 from jsgd import _tree, _validation
 
 
-def _stateless(update) -> optax.GradientTransformationExtraArgs:
+def _stateless(update, owner: str) -> optax.GradientTransformationExtraArgs:
     def init_fn(params: optax.Params) -> optax.EmptyState:
         del params
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, optax.EmptyState, owner)
         return update(updates), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -61,7 +62,8 @@ def clip_by_value(
     return _stateless(
         lambda updates: _tree.map_updates(
             lambda g: _clip_leaf_by_value(g, clipvalue), updates
-        )
+        ),
+        "clip_by_value",
     )
 
 
@@ -128,7 +130,9 @@ def clip_by_norm(
     def clip_leaf(g: jax.Array) -> jax.Array:
         return _scaled(g, _scale_for_norm(_safe_sqrt(_tree.squared_norm(g)), clipnorm))
 
-    return _stateless(lambda updates: _tree.map_updates(clip_leaf, updates))
+    return _stateless(
+        lambda updates: _tree.map_updates(clip_leaf, updates), "clip_by_norm"
+    )
 
 
 def global_norm(
@@ -206,4 +210,4 @@ def clip_by_global_norm(
         scale = _scale_for_norm(global_norm(updates, axis_name=axis_name), max_norm)
         return _tree.map_updates(lambda g: _scaled(g, scale), updates)
 
-    return _stateless(clip)
+    return _stateless(clip, "clip_by_global_norm")

@@ -96,11 +96,12 @@ def average_params(
     def init_fn(params: optax.Params) -> AverageParamsState:
         return AverageParamsState(
             count=_tree.zero_count(),
-            average=optax.tree.zeros_like(params),
+            average=_tree.state_like(params),
             inner_state=inner.init(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
+        _tree.check_state(state, AverageParamsState, "average_params")
         _tree.require_params(params)
         updates, inner_state = inner.update(
             updates, state.inner_state, params, **extra_args
@@ -115,6 +116,7 @@ def average_params(
             mixed = decay * a.astype(dtype) + (1 - decay) * new_w.astype(dtype)
             return mixed.astype(a.dtype)
 
+        _tree.check_matching(updates, params, "params")
         average = jax.tree.map(
             lambda u, w, a: a if u is None else new_average(u, w, a),
             updates,
@@ -129,7 +131,9 @@ def average_params(
                 jump = (a.astype(w.dtype) - w).astype(u.dtype)
                 return jnp.where(overwrite, jump, u)
 
-            updates = _tree.map_updates(to_average, updates, params, average)
+            updates = _tree.map_updates(
+                to_average, updates, params, average, what="params"
+            )
         return updates, AverageParamsState(
             count=_tree.increment(state.count), average=average, inner_state=inner_state
         )

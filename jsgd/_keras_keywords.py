@@ -102,6 +102,7 @@ def _divide_by(factor: Any) -> optax.GradientTransformationExtraArgs:
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, optax.EmptyState, "loss_scale_factor")
 
         def divide(g):
             dtype = _tree.compute_dtype(g.dtype)

@@ -151,8 +151,22 @@ class KerasOptimizer:
         params: optax.Params | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, optax.OptState]:
-        """Transforms gradients into updates; returns ``(updates, new_state)``."""
-        return self._transformation.update(updates, state, params, **extra_args)
+        """Transforms gradients into updates; returns ``(updates, new_state)``.
+
+        Raises:
+          TypeError: if ``state`` was not made by this optimizer's ``init``.
+        """
+        try:
+            return self._transformation.update(updates, state, params, **extra_args)
+        except ValueError as error:
+            # optax.chain's own check: a state with another number of steps.
+            if "number of updates and states" not in str(error):
+                raise
+            raise TypeError(
+                f"{type(self).__name__}.update got a state that {self!r}.init did "
+                "not make (its chain has another number of steps): a state of "
+                "another optimizer or configuration does not fit."
+            ) from error
 
     def minimize(
         self,

@@ -27,6 +27,7 @@ class ScheduleState(NamedTuple):
 def learning_rate_transform(
     learning_rate: optax.ScalarOrSchedule,
     apply: Callable[[Any, Any, Any], Any],
+    owner: str,
 ) -> optax.GradientTransformationExtraArgs:
     """Builds a transform that calls ``apply(updates, params, lr_t)``.
 
@@ -41,6 +42,7 @@ def learning_rate_transform(
 
         def update_constant(updates, state, params=None, **extra_args):
             del extra_args
+            _tree.check_state(state, optax.EmptyState, owner)
             return apply(updates, params, learning_rate), state
 
         return optax.GradientTransformationExtraArgs(init_constant, update_constant)
@@ -53,6 +55,7 @@ def learning_rate_transform(
 
     def update_scheduled(updates, state, params=None, **extra_args):
         del extra_args
+        _tree.check_state(state, ScheduleState, owner)
         updates = apply(updates, params, schedule(state.count))
         return updates, ScheduleState(count=_tree.increment(state.count))
 
@@ -106,7 +109,7 @@ def scale_by_learning_rate(
         del params
         return _tree.map_updates(lambda g: _scale_leaf(g, lr), updates)
 
-    return learning_rate_transform(learning_rate, apply)
+    return learning_rate_transform(learning_rate, apply, "scale_by_learning_rate")
 
 
 def inverse_time_decay(

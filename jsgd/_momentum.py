@@ -92,11 +92,12 @@ def momentum(
     def init_fn(params: optax.Params) -> MomentumState:
         return MomentumState(
             count=_tree.zero_count(),
-            velocity=optax.tree.zeros_like(params, dtype=accumulator_dtype),
+            velocity=_tree.state_like(params, accumulator_dtype),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
+        _tree.check_state(state, MomentumState, "momentum")
         # torch stores the first update undamped; with d = 0 that is the
         # general rule, so the gain is only computed when it can differ.
         gain = None if undamped else jnp.where(state.count == 0, 1.0, 1 - dampening)

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 try:  # One message for "this transform needs params", shared with optax.
     from optax._src.base import NO_PARAMS_MSG
@@ -21,15 +22,81 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
-def map_updates(fn: Callable[..., Any], updates: Any, *rest: Any) -> Any:
+def _describe(x: Any) -> str:
+    if x is None:
+        return "None"
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"an array {x.dtype}{list(x.shape)}"
+    return type(x).__name__
+
+
+def check_matching(updates: Any, other: Any, what: str) -> None:
+    """Raises a ValueError naming the first key path where the trees differ.
+
+    ``other`` may hold anything where ``updates`` holds ``None``.
+    """
+    treedef = jax.tree.structure(updates, is_leaf=_is_none)
+    try:
+        treedef.flatten_up_to(other)
+    except (ValueError, TypeError):
+        pass
+    else:
+        return
+    ours = dict(jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0])
+    theirs = dict(jax.tree_util.tree_flatten_with_path(other, is_leaf=_is_none)[0])
+    path = next((p for p in ours if p not in theirs), None)
+    if path is not None:
+        where = f"the updates have {_describe(ours[path])} at {keystr(path)}"
+    else:
+        path = next(p for p in theirs if p not in ours)
+        where = f"the {what} has {_describe(theirs[path])} at {keystr(path)}"
+    raise ValueError(
+        f"jsgd: the updates and the {what} are not the same tree: {where}, and the "
+        "other has nothing there. Gradients, parameters and optimizer state (from "
+        "init(params)) must share one structure."
+    )
+
+
+def keystr(path: Any) -> str:
+    """A key path as ``['layer']['w']``; the empty path is the root."""
+    return jax.tree_util.keystr(path) or "the root"
+
+
+def require_inexact(path: Any, leaf: Any, what: str) -> None:
+    """Raises a TypeError for an integer or bool leaf, naming its key path.
+
+    Optimizer arithmetic on such a leaf would be silently truncated.
+    """
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        dtype = jnp.result_type(leaf)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"jsgd: {what} leaf {keystr(path)} has dtype {dtype}; optimizers need "
+            "floating or complex leaves. Leave integer and bool leaves out of the "
+            "optimized tree (or give them None updates / optax.masked)."
+        )
+
+
+def map_updates(
+    fn: Callable[..., Any], updates: Any, *rest: Any, what: str = "optimizer state"
+) -> Any:
     """``jax.tree.map`` over ``updates`` that leaves ``None`` update leaves alone.
 
     A ``None`` update (a frozen or unused parameter) stays ``None`` whatever the
-    other trees hold at that position.
+    other trees hold at that position. Structure mismatches and integer
+    updates raise errors naming the key path.
     """
-    return jax.tree.map(
-        lambda u, *r: None if u is None else fn(u, *r), updates, *rest, is_leaf=_is_none
-    )
+    for other in rest:
+        check_matching(updates, other, what)
+
+    def leaf(path, u, *r):
+        if u is None:
+            return None
+        require_inexact(path, u, "update")
+        return fn(u, *r)
+
+    return jax.tree_util.tree_map_with_path(leaf, updates, *rest, is_leaf=_is_none)
 
 
 def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
@@ -37,9 +104,38 @@ def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
 
     Where the update is ``None`` (a frozen parameter) the state leaf is kept.
     """
+    check_matching(updates, state, "optimizer state")
     return jax.tree.map(
         lambda u, s: s if u is None else fn(u, s), updates, state, is_leaf=_is_none
     )
+
+
+def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:
+    """Per-parameter state filled with ``fill``: in ``dtype``, or each leaf's.
+
+    Raises:
+      TypeError: for an integer or bool parameter, naming its key path.
+    """
+    jax.tree_util.tree_map_with_path(
+        lambda path, p: require_inexact(path, p, "parameter"), params
+    )
+    return optax.tree.full_like(params, fill, dtype=dtype)
+
+
+def check_state(state: Any, expected: type | tuple[type, ...], owner: str) -> None:
+    """Raises a TypeError unless ``state`` is the kind ``owner``'s init makes."""
+    if not isinstance(state, expected):
+        names = (
+            " or ".join(t.__name__ for t in expected)
+            if isinstance(expected, tuple)
+            else expected.__name__
+        )
+        raise TypeError(
+            f"jsgd.{owner} got a state of type {type(state).__name__}, expected "
+            f"{names}. Pass the state made by this optimizer's init: a state of "
+            "another optimizer, or one restored without its structure (lists in "
+            "place of tuples), does not fit."
+        )
 
 
 def compute_dtype(*dtypes: Any) -> jnp.dtype:

@@ -53,11 +53,13 @@ def add_decayed_weights(
 
     def update_fn(updates, state, params=None, **extra_args):
         del extra_args
+        _tree.check_state(state, optax.EmptyState, "add_decayed_weights")
         _tree.require_params(params)
         updates = _tree.map_updates(
             lambda u, w: _decay_leaf(u, w, lambda d: _tree.as_dtype(weight_decay, d)),
             updates,
             params,
+            what="params",
         )
         return updates, state
 
@@ -109,7 +111,9 @@ def decoupled_weight_decay(
             return -(_tree.as_dtype(weight_decay, dtype) * _tree.as_dtype(lr, dtype))
 
         return _tree.map_updates(
-            lambda u, w: _decay_leaf(u, w, minus_lr_wd), updates, params
+            lambda u, w: _decay_leaf(u, w, minus_lr_wd), updates, params, what="params"
         )
 
-    return _learning_rate.learning_rate_transform(learning_rate, apply)
+    return _learning_rate.learning_rate_transform(
+        learning_rate, apply, "decoupled_weight_decay"
+    )
