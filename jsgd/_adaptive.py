@@ -308,7 +308,7 @@ def scale_by_adam(
             velocity_hat = _tree.map_state(jnp.maximum, velocity, state.velocity_hat)
         denominator_source = velocity_hat if amsgrad else velocity
 
-        step = (state.count + 1).astype(jnp.float32)
+        step = state.count.astype(jnp.float32) + 1  # no int32 wrap at the maximum
 
         def scaled(g, m, v):
             dtype = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)

@@ -113,6 +113,24 @@ def _divide_by(factor: Any) -> optax.GradientTransformationExtraArgs:
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def checked_chain(
+    *steps: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+    """``optax.chain`` that rejects a state of another shape with a TypeError."""
+    chain = optax.chain(*steps)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        _tree.check_state(state, tuple, "optimizer")
+        if len(state) != len(steps):
+            raise TypeError(
+                f"jsgd: the optimizer has {len(steps)} steps but its state has "
+                f"{len(state)}: a state of another optimizer or configuration."
+            )
+        return chain.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(chain.init, update_fn)
+
+
 def keras_chain(
     core: Callable[[optax.ScalarOrSchedule], list[optax.GradientTransformation]],
     learning_rate: optax.ScalarOrSchedule,
@@ -164,7 +182,7 @@ def keras_chain(
     steps += core(learning_rate)
     if weight_decay is not None and not _validation.is_static_zero(weight_decay):
         steps.append(decoupled_weight_decay(weight_decay, learning_rate))
-    transformation = optax.chain(*steps)
+    transformation = checked_chain(*steps)
 
     if gradient_accumulation_steps is not None:
         transformation = accumulate_gradients(
@@ -178,5 +196,5 @@ def keras_chain(
             steps_per_update=gradient_accumulation_steps or 1,
         )
     if loss_scale_factor is not None:
-        transformation = optax.chain(_divide_by(loss_scale_factor), transformation)
+        transformation = checked_chain(_divide_by(loss_scale_factor), transformation)
     return transformation

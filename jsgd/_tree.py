@@ -145,10 +145,13 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     rounded once, when it is stored; float64 and complex inputs keep their
     precision.
     """
-    result = jnp.dtype(jnp.float32)
-    for dtype in dtypes:
-        result = jnp.promote_types(result, dtype)
-    return result
+    # Spelled out rather than jnp.promote_types, which refuses implicit
+    # promotions (bfloat16 with float16) under jax_numpy_dtype_promotion="strict".
+    kinds = [jnp.dtype(d) for d in dtypes]
+    wide = any(d.itemsize >= (16 if d.kind == "c" else 8) for d in kinds)
+    if any(d.kind == "c" for d in kinds):
+        return jnp.dtype(jnp.complex128 if wide else jnp.complex64)
+    return jnp.dtype(jnp.float64 if wide else jnp.float32)
 
 
 def as_dtype(value: Any, dtype: Any) -> jax.Array:
