@@ -76,3 +76,20 @@ def test_docs_code_blocks_run():
             re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
         ):
             exec(compile(block, f"{page.name}[{i}]", "exec"), {})
+
+
+def test_guarantees_page_links_only_to_existing_tests():
+    page = (ROOT / "docs" / "guarantees.md").read_text()
+    current = None
+    checked = 0
+    for ref in re.findall(r"`((?:tests/\w+\.py)?(?:::[\w*\[\]-]+)?)`", page):
+        path, _, name = ref.partition("::")
+        if path:
+            current = ROOT / path
+            assert current.exists(), ref
+        if name:
+            assert current is not None, ref
+            prefix = name.rstrip("*")
+            assert re.search(rf"def {re.escape(prefix)}", current.read_text()), ref
+            checked += 1
+    assert checked >= 20
