@@ -64,7 +64,7 @@ def accumulate_gradients(
     Raises:
       ValueError: if ``steps`` is not an int >= 2.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.accumulate_gradients(jsgd.sgd(1.0), steps=2)
       >>> state = tx.init(jnp.zeros(()))

@@ -57,7 +57,7 @@ def scale_by_adagrad(
       ValueError: for a negative or non-finite concrete hyperparameter.
       TypeError: for bool, complex, string or non-scalar hyperparameters.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.scale_by_adagrad(initial_accumulator_value=0.0, epsilon=0.0)
       >>> u, state = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
@@ -149,7 +149,7 @@ def scale_by_rmsprop(
       TypeError: for bool, complex, string or non-scalar hyperparameters, or
         a non-bool ``centered``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.scale_by_rmsprop(rho=0.75, epsilon=0.0)
       >>> u, state = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
@@ -261,7 +261,7 @@ def scale_by_adam(
       TypeError: for bool, complex, string or non-scalar hyperparameters, or
         a non-bool ``amsgrad``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.scale_by_adam(epsilon=0.0)
       >>> u, state = tx.update(jnp.array([-4.0]), tx.init(jnp.zeros(1)))

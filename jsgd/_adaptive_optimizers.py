@@ -66,7 +66,7 @@ def adagrad(
       ValueError: for out-of-range hyperparameters.
       TypeError: for wrongly typed hyperparameters.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.adagrad(learning_rate=0.1)
       >>> u, _ = tx.update(jnp.array([0.3]), tx.init(jnp.zeros(1)))
@@ -144,7 +144,7 @@ def rmsprop(
       ValueError: for out-of-range hyperparameters.
       TypeError: for wrongly typed hyperparameters.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.rmsprop(learning_rate=0.01, rho=0.75, epsilon=0.0)
       >>> u, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
@@ -227,7 +227,7 @@ def adam(
       ValueError: for out-of-range hyperparameters.
       TypeError: for wrongly typed hyperparameters.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.adam(learning_rate=0.1, epsilon=0.0)
       >>> u, _ = tx.update(jnp.array([-4.0]), tx.init(jnp.zeros(1)))

@@ -52,7 +52,7 @@ def clip_by_value(
       ValueError: if a concrete ``clipvalue`` is not > 0.
       TypeError: if ``clipvalue`` is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.clip_by_value(1.0)
       >>> tx.update(jnp.array([-3.0, 0.5, 2.0]), tx.init(None))[0]
@@ -117,7 +117,7 @@ def clip_by_norm(
       ValueError: if a concrete ``clipnorm`` is not > 0.
       TypeError: if ``clipnorm`` is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.clip_by_norm(1.0)
       >>> grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.3, 0.4])}
@@ -151,7 +151,7 @@ def global_norm(
     Returns:
       A scalar, float32 unless a leaf is wider (float64 / complex128).
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> jsgd.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])})
       Array(5., dtype=float32)
@@ -196,7 +196,7 @@ def clip_by_global_norm(
       ValueError: if a concrete ``max_norm`` is not > 0.
       TypeError: if ``max_norm`` is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.clip_by_global_norm(1.0)
       >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0])}

@@ -76,7 +76,7 @@ def average_params(
       ValueError: for ``momentum`` outside [0, 1], a bad frequency, or (at
         update time) missing ``params``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd, optax
       >>> tx = jsgd.average_params(jsgd.sgd(1.0), momentum=0.5)
       >>> params = jnp.array(0.0)
@@ -157,7 +157,7 @@ def averaged_params(state: optax.OptState) -> optax.Params:
     Raises:
       ValueError: if ``state`` holds no (or more than one) parameter average.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.SGD(0.1, use_ema=True)
       >>> params, state = opt.minimize(lambda w: w**2 / 2, jnp.array(1.0))

@@ -57,7 +57,7 @@ class SGD(KerasOptimizer):
       TypeError: for unknown keywords (all are listed) and for bool, complex,
         string or non-scalar hyperparameters.
 
-    Example:
+    Examples:
       The origin document's doctests, on ``loss = var**2 / 2`` from 1.0:
 
       >>> import jax.numpy as jnp, jsgd
@@ -130,7 +130,7 @@ class Adagrad(KerasOptimizer):
     Raises:
       ValueError, TypeError: as :func:`jsgd.adagrad`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.Adagrad(learning_rate=0.1, initial_accumulator_value=0.0,
       ...                    epsilon=0.0)
@@ -189,7 +189,7 @@ class RMSprop(KerasOptimizer):
     Raises:
       ValueError, TypeError: as :func:`jsgd.rmsprop`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.RMSprop(learning_rate=0.01, rho=0.75, epsilon=0.0)
       >>> w, state = opt.minimize(lambda w: w**2 / 2, jnp.array(2.0))
@@ -252,7 +252,7 @@ class Adam(KerasOptimizer):
     Raises:
       ValueError, TypeError: as :func:`jsgd.adam`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.Adam(learning_rate=0.1, epsilon=0.0)
       >>> w, state = opt.minimize(lambda w: w**2 / 2, jnp.array(2.0))

@@ -92,7 +92,7 @@ def scale_by_learning_rate(
       ValueError: if a concrete ``learning_rate`` is negative or not finite.
       TypeError: if ``learning_rate`` is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.scale_by_learning_rate(lambda count: 0.1 / (count + 1))
       >>> state = tx.init({"w": jnp.zeros(2)})
@@ -134,7 +134,7 @@ def inverse_time_decay(
         not finite.
       TypeError: if either is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jsgd
       >>> schedule = jsgd.inverse_time_decay(0.1, decay=1.0)
       >>> [round(float(schedule(t)), 4) for t in range(3)]

@@ -71,7 +71,7 @@ def momentum(
       TypeError: for bool, complex, string or non-scalar hyperparameters, a
         non-bool ``nesterov`` or a non-floating ``accumulator_dtype``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd, optax
       >>> keras_rule = optax.chain(
       ...     jsgd.scale_by_learning_rate(0.1), jsgd.momentum(0.9))
@@ -154,7 +154,7 @@ def nesterov(
       ValueError, TypeError: as :func:`jsgd.momentum`; TypeError also if
         ``nesterov`` is passed.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.nesterov(0.9)
       >>> state = tx.init(jnp.zeros(()))

@@ -265,7 +265,7 @@ class ExponentialDecay(LearningRateSchedule):
       staircase: decay at discrete intervals of ``decay_steps`` steps.
       name: Keras's name (kept in the config only).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -274,7 +274,7 @@ class ExponentialDecay(LearningRateSchedule):
       TypeError: for traced, bool, complex, string or non-scalar numbers, a
         non-bool ``staircase`` or a non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
       >>> [round(float(schedule(t)), 4) for t in range(5)]
@@ -326,7 +326,7 @@ class InverseTimeDecay(LearningRateSchedule):
       staircase: decay at discrete intervals of ``decay_steps`` steps.
       name: Keras's name (kept in the config only).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -335,7 +335,7 @@ class InverseTimeDecay(LearningRateSchedule):
       TypeError: for traced, bool, complex, string or non-scalar numbers, a
         non-bool ``staircase`` or a non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.InverseTimeDecay(0.1, decay_steps=1, decay_rate=1.0)
       >>> [round(float(schedule(t)), 4) for t in range(4)]
@@ -384,7 +384,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
       values: the rates, one more than ``boundaries``; finite numbers >= 0.
       name: Keras's name (kept in the config only).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -394,7 +394,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
       TypeError: if ``boundaries`` or ``values`` is not a list or tuple, for
         non-integer boundaries, non-number values or a non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.PiecewiseConstantDecay([2, 4], [1.0, 0.5, 0.1])
       >>> [round(float(schedule(t)), 4) for t in range(6)]
@@ -454,7 +454,7 @@ class PolynomialDecay(LearningRateSchedule):
       cycle: restart the decay every ``decay_steps`` steps.
       name: Keras's name (kept in the config only).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -463,7 +463,7 @@ class PolynomialDecay(LearningRateSchedule):
       TypeError: for traced, bool, complex, string or non-scalar numbers, a
         non-bool ``cycle`` or a non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.PolynomialDecay(0.1, 4, end_learning_rate=0.02)
       >>> [round(float(schedule(t)), 4) for t in range(6)]
@@ -547,7 +547,7 @@ class CosineDecay(LearningRateSchedule):
       warmup_steps: the length of the warmup, a finite number >= 0 (used only
         when ``warmup_target`` is set).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -556,7 +556,7 @@ class CosineDecay(LearningRateSchedule):
       TypeError: for traced, bool, complex, string or non-scalar numbers or a
         non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.CosineDecay(0.1, decay_steps=4)
       >>> [round(float(schedule(t)), 4) for t in range(6)]
@@ -650,7 +650,7 @@ class CosineDecayRestarts(LearningRateSchedule):
         [0, 1].
       name: Keras's name (kept in the config only).
 
-    Returns:
+    Calling it:
       A schedule ``count -> lr`` (see :meth:`LearningRateSchedule.__call__`).
 
     Raises:
@@ -659,7 +659,7 @@ class CosineDecayRestarts(LearningRateSchedule):
       TypeError: for traced, bool, complex, string or non-scalar numbers or a
         non-string ``name``.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedule = schedules.CosineDecayRestarts(
       ...     0.1, first_decay_steps=2, t_mul=2.0, m_mul=0.5
@@ -749,7 +749,7 @@ def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
     Raises:
       TypeError: if ``schedule`` is not a :class:`LearningRateSchedule`.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedules.serialize(schedules.ExponentialDecay(0.1, 100, 0.96))
       ... # doctest: +NORMALIZE_WHITESPACE
@@ -789,7 +789,7 @@ def deserialize(
       TypeError: if ``config`` or its ``"config"`` is not a dict, or the
         config has keys the class does not take.
 
-    Example:
+    Examples:
       >>> from jsgd import schedules
       >>> schedules.deserialize(
       ...     {"class_name": "PiecewiseConstantDecay",

@@ -108,7 +108,7 @@ def sgd(
       TypeError: for bool, complex, string or non-scalar hyperparameters,
         non-bool ``nesterov``/``lr_in_velocity`` or a bad ``accumulator_dtype``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jsgd, optax
       >>> tx = jsgd.sgd(learning_rate=0.1, momentum=0.9)
       >>> params = jnp.array(1.0)

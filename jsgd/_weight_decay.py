@@ -38,7 +38,7 @@ def add_decayed_weights(
         (at update time) if ``params`` is not given.
       TypeError: if ``weight_decay`` is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.add_decayed_weights(0.1)
       >>> params = jnp.array([1.0, -2.0])
@@ -94,7 +94,7 @@ def decoupled_weight_decay(
         negative or not finite, or (at update time) if ``params`` is missing.
       TypeError: if either is a bool, complex, string or non-scalar.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> tx = jsgd.decoupled_weight_decay(0.5, learning_rate=0.1)
       >>> params = jnp.array([1.0, -2.0])

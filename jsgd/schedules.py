@@ -10,7 +10,7 @@ accepted (``jsgd.sgd``, ``jsgd.SGD``, ``optax.sgd``...).
 ``deserialize`` round-trip schedules through JSON in Keras's format;
 ``deserialize`` also reads ``keras.optimizers.schedules.serialize``'s output.
 
-Example:
+Examples:
   >>> import optax
   >>> from jsgd import schedules
   >>> schedule = schedules.CosineDecay(0.1, decay_steps=1000)

@@ -93,3 +93,12 @@ def test_guarantees_page_links_only_to_existing_tests():
             assert re.search(rf"def {re.escape(prefix)}", current.read_text()), ref
             checked += 1
     assert checked >= 20
+
+
+def test_every_public_name_is_in_the_api_reference():
+    api = (ROOT / "docs" / "api.md").read_text()
+    for name in jsgd.__all__:
+        if name != "schedules":
+            assert f"::: jsgd.{name}\n" in api, f"jsgd.{name} is not in docs/api.md"
+    for name in jsgd.schedules.__all__:
+        assert name in api, f"jsgd.schedules.{name} is not in docs/api.md"
