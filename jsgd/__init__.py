@@ -29,6 +29,7 @@ from jsgd._learning_rate import (
 )
 from jsgd._momentum import MomentumState, momentum, nesterov
 from jsgd._sgd import sgd
+from jsgd._sweep import SweepResult, sweep
 from jsgd._weight_decay import add_decayed_weights, decoupled_weight_decay
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ __all__ = [
     "scale_by_rmsprop",
     "schedules",
     "sgd",
+    "sweep",
     "AccumulateGradientsState",
     "Adagrad",
     "AdagradState",
@@ -67,4 +69,5 @@ __all__ = [
     "RMSpropState",
     "SGD",
     "ScheduleState",
+    "SweepResult",
 ]

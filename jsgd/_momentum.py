@@ -37,7 +37,7 @@ def momentum(
     With ``m = momentum`` and ``d = dampening``, for each leaf::
 
         v_1 = u_1                          (first step: torch's rule)
-        v_t = m * v_{t-1} + (1 - d) * u_t  (later steps)
+        v_t = m * v_{t-1} + (1 - d) * u_t  (later steps; m = 0 gives u_t)
         output = v_t                       (heavy ball)
         output = m * v_t + u_t             (nesterov=True)
 
@@ -99,8 +99,10 @@ def momentum(
         del params, extra_args
         _tree.check_state(state, MomentumState, "momentum")
         # torch stores the first update undamped; with d = 0 that is the
-        # general rule, so the gain is only computed when it can differ.
-        gain = None if undamped else jnp.where(state.count == 0, 1.0, 1 - dampening)
+        # general rule, so the gain is only computed when it can differ. A
+        # momentum of 0 (possibly traced) is plain SGD, as torch's, undamped.
+        plain = (state.count == 0) | (jnp.asarray(momentum) == 0)
+        gain = None if undamped else jnp.where(plain, 1.0, 1 - dampening)
 
         def new_velocity(u: jax.Array, v: jax.Array) -> jax.Array:
             dtype = _tree.compute_dtype(u.dtype, v.dtype)

@@ -100,7 +100,8 @@ def reference(params, grads, h):
             norm = math.sqrt(sum(float(np.sum(x * x)) for x in g))
             g = [x * c / max(norm, c) for x in g]
         lr = h["learning_rate"] / (1 + h["decay"] * t)
-        gain = 1.0 if t == 0 else 1 - d
+        # jsgd reads the momentum in float32: one that rounds to 0 is plain SGD.
+        gain = 1.0 if t == 0 or np.float32(m) == 0 else 1 - d
         old = [x.copy() for x in w]
         for i, x in enumerate(g):
             if m == 0:
