@@ -128,6 +128,7 @@ NOT_TRANSFORMS = {
     "inverse_time_decay",
     "make_train_step",
     "shard_state_like",
+    "sweep",
     "zero1_shardings",
 }
 
