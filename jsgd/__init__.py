@@ -29,7 +29,9 @@ from jsgd._learning_rate import (
 )
 from jsgd._momentum import MomentumState, momentum, nesterov
 from jsgd._sgd import sgd
+from jsgd._sharding import zero1_shardings
 from jsgd._sweep import SweepResult, sweep
+from jsgd._training import make_train_step
 from jsgd._weight_decay import add_decayed_weights, decoupled_weight_decay
 
 __version__ = "0.1.0"
@@ -47,6 +49,7 @@ __all__ = [
     "decoupled_weight_decay",
     "global_norm",
     "inverse_time_decay",
+    "make_train_step",
     "momentum",
     "nesterov",
     "rmsprop",
@@ -57,6 +60,7 @@ __all__ = [
     "schedules",
     "sgd",
     "sweep",
+    "zero1_shardings",
     "AccumulateGradientsState",
     "Adagrad",
     "AdagradState",

@@ -21,14 +21,14 @@ class SweepResult(NamedTuple):
     Row ``k`` of every field belongs to configuration ``k``, the ``k``-th
     entry of each hyperparameter array.
 
-    Args:
+    Attributes:
       losses: ``[K, steps]`` array; ``losses[k, t]`` is configuration ``k``'s
         loss on batch ``t``, evaluated at the parameters *before* step ``t``'s
         update (as a training loop logs it).
       params: the parameters after the last step, the tree of ``params``
         with a leading ``K`` axis on every leaf.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> result = jsgd.SweepResult(losses=jnp.zeros((2, 3)), params=jnp.ones(2))
       >>> result.losses.shape
@@ -318,7 +318,7 @@ def sweep(
         factory's own ValueError or TypeError for a configuration it rejects
         (e.g. a momentum of 1.5) is raised again naming the configuration.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> def loss_fn(w, x):  # the minimum is w = 2
       ...     return jnp.mean((x * (w - 2.0)) ** 2)

@@ -184,7 +184,9 @@ def ref_momentum(us_seq, m, d, nesterov):
         if t == 0:
             v = [u.copy() for u in us]
         else:
-            v = [m * vi + (1 - d if m else 1.0) * u for vi, u in zip(v, us, strict=True)]
+            v = [
+                m * vi + (1 - d if m else 1.0) * u for vi, u in zip(v, us, strict=True)
+            ]
         outputs.append(
             [m * vi + u for vi, u in zip(v, us, strict=True)] if nesterov else list(v)
         )
@@ -212,7 +214,10 @@ def ref_sgd(w0, grads_seq, cfg):
             if t == 0:
                 v = [ui.copy() for ui in u]
             else:
-                v = [m * vi + (1 - d if m else 1.0) * ui for vi, ui in zip(v, u, strict=True)]
+                v = [
+                    m * vi + (1 - d if m else 1.0) * ui
+                    for vi, ui in zip(v, u, strict=True)
+                ]
             if cfg["nesterov"]:
                 step = [m * vi + ui for vi, ui in zip(v, u, strict=True)]
             else:
@@ -221,7 +226,10 @@ def ref_sgd(w0, grads_seq, cfg):
             if t == 0:
                 v = [gi.copy() for gi in g]
             else:
-                v = [m * bi + (1 - d if m else 1.0) * gi for bi, gi in zip(v, g, strict=True)]
+                v = [
+                    m * bi + (1 - d if m else 1.0) * gi
+                    for bi, gi in zip(v, g, strict=True)
+                ]
             if cfg["nesterov"]:
                 step = [-lr_t * (gi + m * bi) for gi, bi in zip(g, v, strict=True)]
             else:

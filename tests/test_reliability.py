@@ -127,7 +127,6 @@ NOT_TRANSFORMS = {
     "global_norm",
     "inverse_time_decay",
     "make_train_step",
-    "shard_state_like",
     "sweep",
     "zero1_shardings",
 }
