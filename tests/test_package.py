@@ -26,8 +26,10 @@ def test_every_public_symbol_is_documented_with_an_example():
         doc = inspect.getdoc(getattr(jsgd, name)) or ""
         assert doc, f"jsgd.{name} has no docstring"
         if callable(getattr(jsgd, name)) and not name.endswith("State"):
-            for section in ("Args:", "Example"):
-                assert section in doc or name == "KerasOptimizer", (name, section)
+            assert "Example" in doc or name == "KerasOptimizer", name
+            assert "Args:" in doc or "Attributes:" in doc or name == "KerasOptimizer", (
+                name
+            )
 
 
 def test_every_public_name_is_in_the_readme():
