@@ -12,19 +12,6 @@ import optax
 from jsgd import _tree, _validation
 
 
-def _stateless(update, owner: str) -> optax.GradientTransformationExtraArgs:
-    def init_fn(params: optax.Params) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _tree.check_state(state, optax.EmptyState, owner)
-        return update(updates), state
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
 def _clip_leaf_by_value(g: jax.Array, c: Any) -> jax.Array:
     if jnp.iscomplexobj(g):
         return jax.lax.complex(
@@ -59,8 +46,8 @@ def clip_by_value(
       Array([-1. ,  0.5,  1. ], dtype=float32)
     """
     _validation.check_positive("clipvalue", clipvalue)
-    return _stateless(
-        lambda updates: _tree.map_updates(
+    return _tree.stateless_transform(
+        lambda updates, _: _tree.map_updates(
             lambda g: _clip_leaf_by_value(g, clipvalue), updates
         ),
         "clip_by_value",
@@ -130,8 +117,8 @@ def clip_by_norm(
     def clip_leaf(g: jax.Array) -> jax.Array:
         return _scaled(g, _scale_for_norm(_safe_sqrt(_tree.squared_norm(g)), clipnorm))
 
-    return _stateless(
-        lambda updates: _tree.map_updates(clip_leaf, updates), "clip_by_norm"
+    return _tree.stateless_transform(
+        lambda updates, _: _tree.map_updates(clip_leaf, updates), "clip_by_norm"
     )
 
 
@@ -206,8 +193,9 @@ def clip_by_global_norm(
     """
     _validation.check_positive("max_norm", max_norm)
 
-    def clip(updates: optax.Updates) -> optax.Updates:
+    def clip(updates: optax.Updates, params: optax.Params) -> optax.Updates:
+        del params
         scale = _scale_for_norm(global_norm(updates, axis_name=axis_name), max_norm)
         return _tree.map_updates(lambda g: _scaled(g, scale), updates)
 
-    return _stateless(clip, "clip_by_global_norm")
+    return _tree.stateless_transform(clip, "clip_by_global_norm")

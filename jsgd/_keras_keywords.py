@@ -96,21 +96,13 @@ def _at_last_micro_step(schedule: optax.Schedule, steps: int) -> optax.Schedule:
 
 
 def _divide_by(factor: Any) -> optax.GradientTransformationExtraArgs:
-    def init_fn(params: optax.Params) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
+    def divide(g: jax.Array) -> jax.Array:
+        dtype = _tree.compute_dtype(g.dtype)
+        return (g.astype(dtype) / _tree.as_dtype(factor, dtype)).astype(g.dtype)
 
-    def update_fn(updates, state, params=None, **extra_args):
-        del params, extra_args
-        _tree.check_state(state, optax.EmptyState, "loss_scale_factor")
-
-        def divide(g):
-            dtype = _tree.compute_dtype(g.dtype)
-            return (g.astype(dtype) / _tree.as_dtype(factor, dtype)).astype(g.dtype)
-
-        return _tree.map_updates(divide, updates), state
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return _tree.stateless_transform(
+        lambda updates, _: _tree.map_updates(divide, updates), "loss_scale_factor"
+    )
 
 
 def checked_chain(

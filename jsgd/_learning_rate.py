@@ -35,17 +35,9 @@ def learning_rate_transform(
     ``ScheduleState`` and is evaluated at its count.
     """
     if not callable(learning_rate):
-
-        def init_constant(params: optax.Params) -> optax.EmptyState:
-            del params
-            return optax.EmptyState()
-
-        def update_constant(updates, state, params=None, **extra_args):
-            del extra_args
-            _tree.check_state(state, optax.EmptyState, owner)
-            return apply(updates, params, learning_rate), state
-
-        return optax.GradientTransformationExtraArgs(init_constant, update_constant)
+        return _tree.stateless_transform(
+            lambda updates, params: apply(updates, params, learning_rate), owner
+        )
 
     schedule = learning_rate
 

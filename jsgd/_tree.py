@@ -122,6 +122,23 @@ def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:
     return optax.tree.full_like(params, fill, dtype=dtype)
 
 
+def stateless_transform(
+    apply: Callable[[Any, Any], Any], owner: str
+) -> optax.GradientTransformationExtraArgs:
+    """A transform with ``optax.EmptyState``: ``updates = apply(updates, params)``."""
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        check_state(state, optax.EmptyState, owner)
+        return apply(updates, params), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def check_state(state: Any, expected: type | tuple[type, ...], owner: str) -> None:
     """Raises a TypeError unless ``state`` is the kind ``owner``'s init makes."""
     if not isinstance(state, expected):

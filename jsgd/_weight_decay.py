@@ -47,23 +47,16 @@ def add_decayed_weights(
     """
     _validation.check_non_negative("weight_decay", weight_decay)
 
-    def init_fn(params: optax.Params) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None, **extra_args):
-        del extra_args
-        _tree.check_state(state, optax.EmptyState, "add_decayed_weights")
+    def decay(updates: optax.Updates, params: optax.Params) -> optax.Updates:
         _tree.require_params(params)
-        updates = _tree.map_updates(
+        return _tree.map_updates(
             lambda u, w: _decay_leaf(u, w, lambda d: _tree.as_dtype(weight_decay, d)),
             updates,
             params,
             what="params",
         )
-        return updates, state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return _tree.stateless_transform(decay, "add_decayed_weights")
 
 
 def decoupled_weight_decay(
