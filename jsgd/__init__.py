@@ -18,8 +18,10 @@ from jsgd._adaptive import (
     scale_by_rmsprop,
 )
 from jsgd._adaptive_optimizers import adagrad, adam, rmsprop
+from jsgd._apply_updates import apply_updates
 from jsgd._clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
 from jsgd._ema import AverageParamsState, average_params, averaged_params
+from jsgd._indexed_slices import IndexedSlices
 from jsgd._keras_classes import SGD, Adagrad, Adam, RMSprop
 from jsgd._keras_optimizer import KerasOptimizer
 from jsgd._learning_rate import (
@@ -28,6 +30,7 @@ from jsgd._learning_rate import (
     scale_by_learning_rate,
 )
 from jsgd._momentum import MomentumState, momentum, nesterov
+from jsgd._row_grad import value_and_row_grad
 from jsgd._sgd import sgd
 from jsgd._sharding import zero1_shardings
 from jsgd._sweep import SweepResult, sweep
@@ -41,6 +44,7 @@ __all__ = [
     "adagrad",
     "adam",
     "add_decayed_weights",
+    "apply_updates",
     "average_params",
     "averaged_params",
     "clip_by_global_norm",
@@ -60,6 +64,7 @@ __all__ = [
     "schedules",
     "sgd",
     "sweep",
+    "value_and_row_grad",
     "zero1_shardings",
     "AccumulateGradientsState",
     "Adagrad",
@@ -67,6 +72,7 @@ __all__ = [
     "Adam",
     "AdamState",
     "AverageParamsState",
+    "IndexedSlices",
     "KerasOptimizer",
     "MomentumState",
     "RMSprop",

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jsgd import _tree
+from jsgd._indexed_slices import IndexedSlices, row_indices
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -50,7 +51,10 @@ def accumulate_gradients(
     bias corrections) counts real steps only; ``jsgd``'s optimizers shift
     their schedules so that the learning rate is the one Keras uses, the
     schedule at the *micro*-step count. Unlike ``optax.MultiSteps`` the mean
-    is the plain sum divided by ``k``, as in Keras. State:
+    is the plain sum divided by ``k``, as in Keras. An
+    :class:`jsgd.IndexedSlices` gradient is added into the (dense)
+    accumulator row by row, and real steps pass the inner transformation the
+    dense mean. State:
     :class:`jsgd.AccumulateGradientsState`.
 
     Args:
@@ -92,7 +96,12 @@ def accumulate_gradients(
                 dtype = _tree.compute_dtype(g.dtype, a.dtype)
                 return ((g.astype(dtype) + a.astype(dtype)) / steps).astype(g.dtype)
 
-            averaged = _tree.map_updates(mean, updates, state.accumulated)
+            averaged = _tree.map_updates(
+                mean,
+                updates,
+                state.accumulated,
+                sparse=lambda g, a: mean(g.to_dense(), a),
+            )
             new_updates, inner_state = inner.update(
                 averaged, state.inner_state, params, **extra_args
             )
@@ -101,11 +110,22 @@ def accumulate_gradients(
 
         def micro_step(_):
             def add(g, a):
+                if isinstance(g, IndexedSlices):  # O(k): add the rows only
+                    return None, a.at[row_indices(g)].add(
+                        g.values.astype(a.dtype), mode="drop"
+                    )
                 dtype = _tree.compute_dtype(g.dtype, a.dtype)
-                return (g.astype(dtype) + a.astype(dtype)).astype(a.dtype)
+                return None, (g.astype(dtype) + a.astype(dtype)).astype(a.dtype)
 
-            accumulated = _tree.map_state(add, updates, state.accumulated)
-            zeros = _tree.map_updates(jnp.zeros_like, updates)
+            _, accumulated = _tree.map_updates_and_state(
+                add, updates, state.accumulated
+            )
+            # Real steps output dense updates, so micro-steps do too.
+            zeros = _tree.map_updates(
+                jnp.zeros_like,
+                updates,
+                sparse=lambda g: jnp.zeros(g.dense_shape, g.dtype),
+            )
             return zeros, accumulated, state.inner_state
 
         new_updates, accumulated, inner_state = jax.lax.cond(

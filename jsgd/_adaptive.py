@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import optax
 
 from jsgd import _tree, _validation
+from jsgd._indexed_slices import IndexedSlices
+from jsgd._sparse_rows import row_step
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -44,6 +46,12 @@ def scale_by_adagrad(
     inside the square root (optax's ``scale_by_rss`` differs). Followed by
     ``scale_by_learning_rate(lr)`` this is ``keras.optimizers.Adagrad``.
     State: :class:`jsgd.AdagradState`.
+
+    Row-sparse updates (:class:`jsgd.IndexedSlices`): duplicate rows are
+    summed, then only the touched rows' accumulator changes and the output
+    is an ``IndexedSlices`` of those rows. An untouched row's dense update
+    would be 0 and its accumulator unchanged, so this is the dense result,
+    at O(k) cost.
 
     Args:
       initial_accumulator_value: the accumulator's start, >= 0.
@@ -83,18 +91,24 @@ def scale_by_adagrad(
         del params, extra_args
         _tree.check_state(state, AdagradState, "scale_by_adagrad")
 
-        def new_accumulator(g, a):
+        def step(g, a):
             dtype = _tree.compute_dtype(g.dtype, a.dtype)
-            return (a.astype(dtype) + _abs_sq(g.astype(dtype))).astype(a.dtype)
+            wide = g.astype(dtype)
+            # Scale by the stored (rounded) accumulator, as Keras does.
+            stored = (a.astype(dtype) + _abs_sq(wide)).astype(a.dtype)
+            root = jnp.sqrt(stored.astype(dtype) + _tree.as_dtype(epsilon, dtype))
+            return (wide / root).astype(g.dtype), stored
 
-        accumulator = _tree.map_state(new_accumulator, updates, state.accumulator)
+        def sparse_or_dense_step(g, a):
+            if isinstance(g, IndexedSlices):
+                # Untouched rows would get 0 / sqrt(a + eps) = 0 and keep
+                # their accumulator: the row step is the dense result exactly.
+                return row_step(g, a, step)
+            return step(g, a)
 
-        def scaled(g, a):
-            dtype = _tree.compute_dtype(g.dtype, a.dtype)
-            root = jnp.sqrt(a.astype(dtype) + _tree.as_dtype(epsilon, dtype))
-            return (g.astype(dtype) / root).astype(g.dtype)
-
-        updates = _tree.map_updates(scaled, updates, accumulator)
+        updates, accumulator = _tree.map_updates_and_state(
+            sparse_or_dense_step, updates, state.accumulator
+        )
         return updates, AdagradState(accumulator=accumulator)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

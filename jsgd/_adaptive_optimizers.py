@@ -34,6 +34,7 @@ def adagrad(
     loss_scale_factor: jax.typing.ArrayLike | None = None,
     gradient_accumulation_steps: int | None = None,
     accumulator_dtype: Any | None = None,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Adagrad exactly as ``keras.optimizers.Adagrad``.
 
@@ -58,6 +59,10 @@ def adagrad(
       loss_scale_factor: divide the gradients by this first.
       gradient_accumulation_steps: step on the mean of this many micro-steps.
       accumulator_dtype: dtype of the accumulator (default: the parameters').
+      lazy: for :class:`jsgd.IndexedSlices` gradients, decay only the touched
+        rows when ``weight_decay`` is set (True) or every row (False). The
+        Adagrad step itself touches only the gradient's rows either way,
+        which is the dense result.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -73,12 +78,14 @@ def adagrad(
       >>> print(f"{float(u[0]):.6f}")  # -0.1 * 0.3 / sqrt(0.1 + 0.09 + 1e-7)
       -0.068825
     """
+    _validation.check_bool("lazy", lazy)
     scaler = scale_by_adagrad(
         initial_accumulator_value, epsilon, accumulator_dtype=accumulator_dtype
     )
     return keras_chain(
         lambda lr: [scaler, scale_by_learning_rate(lr)],
         learning_rate,
+        lazy=lazy,
         **keras_keywords_in(locals()),
     )
 

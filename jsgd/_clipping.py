@@ -143,7 +143,7 @@ def global_norm(
       >>> jsgd.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])})
       Array(5., dtype=float32)
     """
-    squares = [_tree.squared_norm(g) for g in jax.tree.leaves(updates)]
+    squares = [_tree.squared_norm(g) for g in _tree.update_leaves(updates)]
     dtype = _tree.compute_dtype(*(s.dtype for s in squares))
     total = sum((s.astype(dtype) for s in squares), start=jnp.zeros([], dtype))
     if axis_name is not None:

@@ -45,9 +45,10 @@ class SGD(KerasOptimizer):
       momentum: ``m`` in [0, 1].
       nesterov: use Nesterov momentum.
       name: Keras's optimizer name (kept in the config only).
-      **kwargs: ``dampening``, ``lr_in_velocity``, ``accumulator_dtype`` and
-        the Keras keywords (``clipvalue``, ``clipnorm``, ``global_clipnorm``,
-        ``decay``, ``weight_decay``, ``use_ema``, ``ema_momentum``,
+      **kwargs: ``dampening``, ``lr_in_velocity``, ``accumulator_dtype``,
+        ``lazy`` (sparse rows, see :func:`jsgd.sgd`) and the Keras keywords
+        (``clipvalue``, ``clipnorm``, ``global_clipnorm``, ``decay``,
+        ``weight_decay``, ``use_ema``, ``ema_momentum``,
         ``ema_overwrite_frequency``, ``loss_scale_factor``,
         ``gradient_accumulation_steps``), as in :func:`jsgd.sgd`.
 
@@ -89,6 +90,7 @@ class SGD(KerasOptimizer):
         "dampening": 0.0,
         "lr_in_velocity": True,
         "accumulator_dtype": None,
+        "lazy": True,
     }
     _always_in_config = ("learning_rate", "decay", "momentum", "nesterov")
 
@@ -124,8 +126,8 @@ class Adagrad(KerasOptimizer):
       initial_accumulator_value: the accumulator's start, >= 0.
       epsilon: added under the square root, >= 0.
       name: Keras's optimizer name.
-      **kwargs: ``accumulator_dtype`` and the Keras keywords, as for
-        :class:`jsgd.SGD`.
+      **kwargs: ``accumulator_dtype``, ``lazy`` and the Keras keywords, as
+        for :class:`jsgd.SGD`.
 
     Raises:
       ValueError, TypeError: as :func:`jsgd.adagrad`.
@@ -147,6 +149,7 @@ class Adagrad(KerasOptimizer):
         "epsilon": 1e-7,
         **KERAS_KEYWORD_DEFAULTS,
         "accumulator_dtype": None,
+        "lazy": True,
     }
     _always_in_config = ("learning_rate", "initial_accumulator_value", "epsilon")
 

@@ -137,13 +137,15 @@ def keras_chain(
     ema_overwrite_frequency: int | None = None,
     loss_scale_factor: Any = None,
     gradient_accumulation_steps: int | None = None,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Wraps the steps ``core(lr_t)`` with the Keras keywords, in Keras's order.
 
     Per step: divide by ``loss_scale_factor``; accumulate (when
     ``gradient_accumulation_steps``), and on real steps: clip (value, norm,
     global norm), run ``core`` at the learning rate ``lr_t`` (``decay`` and the
-    accumulation shift applied), add decoupled weight decay; then update the
+    accumulation shift applied), add decoupled weight decay (only to the
+    touched rows of ``IndexedSlices`` when ``lazy``); then update the
     parameters' EMA (when ``use_ema``).
     """
     validate_keras_keywords(
@@ -173,7 +175,7 @@ def keras_chain(
         steps.append(clip_by_global_norm(global_clipnorm))
     steps += core(learning_rate)
     if weight_decay is not None and not _validation.is_static_zero(weight_decay):
-        steps.append(decoupled_weight_decay(weight_decay, learning_rate))
+        steps.append(decoupled_weight_decay(weight_decay, learning_rate, lazy=lazy))
     transformation = checked_chain(*steps)
 
     if gradient_accumulation_steps is not None:

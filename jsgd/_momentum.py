@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from jsgd import _tree, _validation
+from jsgd._indexed_slices import IndexedSlices
+from jsgd._sparse_rows import row_step
 
 
 class MomentumState(NamedTuple):
@@ -31,6 +33,7 @@ def momentum(
     nesterov: bool = False,
     dampening: jax.typing.ArrayLike = 0.0,
     accumulator_dtype: Any | None = None,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Accumulates a velocity; outputs it, or its Nesterov look-ahead.
 
@@ -52,6 +55,16 @@ def momentum(
 
     With ``d = 0`` the first-step rule changes nothing (``v_0 = 0``).
 
+    Row-sparse updates (an :class:`jsgd.IndexedSlices` leaf): with
+    ``lazy=True``, tf.keras's legacy sparse rule (``_resource_apply_sparse``,
+    ``SparseApplyKerasMomentum``): duplicate rows are summed, then only the
+    touched rows ``i`` change, ``v[i] = m*v[i] + (1-d)*u[i]``, and the output
+    is an ``IndexedSlices`` of those rows (``k`` rows, padded). Untouched
+    rows keep their stale velocity and do not move, so the result differs
+    from the dense one; the step costs O(k), not O(table). ``lazy=False``
+    densifies the update first: exactly the dense result (Keras 3, which has
+    no sparse momentum), a dense output, O(table) work.
+
     State: :class:`jsgd.MomentumState` (an int32 ``count`` and ``velocity``).
 
     Args:
@@ -61,6 +74,9 @@ def momentum(
       accumulator_dtype: dtype of the velocity; ``None`` means each
         parameter's own dtype. Arithmetic is done in at least float32 and
         rounded once when stored.
+      lazy: for ``IndexedSlices`` updates, step only the touched rows (True,
+        legacy tf.keras) or densify them (False, dense-equivalent). Dense
+        updates are unaffected.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``. Updates keep their dtype;
@@ -69,7 +85,8 @@ def momentum(
     Raises:
       ValueError: if a concrete ``momentum`` or ``dampening`` is outside [0, 1].
       TypeError: for bool, complex, string or non-scalar hyperparameters, a
-        non-bool ``nesterov`` or a non-floating ``accumulator_dtype``.
+        non-bool ``nesterov`` or ``lazy``, or a non-floating
+        ``accumulator_dtype``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd, optax
@@ -84,6 +101,7 @@ def momentum(
     _validation.check_unit_interval("momentum", momentum)
     _validation.check_bool("nesterov", nesterov)
     _validation.check_unit_interval("dampening", dampening)
+    _validation.check_bool("lazy", lazy)
     accumulator_dtype = _validation.canonical_dtype(
         "accumulator_dtype", accumulator_dtype
     )
@@ -113,8 +131,6 @@ def momentum(
                 v.dtype
             )
 
-        velocity = _tree.map_state(new_velocity, updates, state.velocity)
-
         def output(u: jax.Array, v: jax.Array) -> jax.Array:
             if not nesterov:
                 return v.astype(u.dtype)
@@ -122,7 +138,18 @@ def momentum(
             look_ahead = _tree.as_dtype(momentum, dtype) * v.astype(dtype)
             return (look_ahead + u.astype(dtype)).astype(u.dtype)
 
-        updates = _tree.map_updates(output, updates, velocity)
+        def dense_step(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+            v = new_velocity(u, v)
+            return output(u, v), v
+
+        def step(u: Any, v: jax.Array) -> tuple[Any, jax.Array]:
+            if isinstance(u, IndexedSlices):
+                if lazy:
+                    return row_step(u, v, dense_step)
+                u = u.to_dense()
+            return dense_step(u, v)
+
+        updates, velocity = _tree.map_updates_and_state(step, updates, state.velocity)
         return updates, MomentumState(
             count=_tree.increment(state.count), velocity=velocity
         )
@@ -146,7 +173,7 @@ def nesterov(
 
     Args:
       momentum: the decay ``m`` in [0, 1].
-      **kwargs: ``dampening`` and ``accumulator_dtype``, as in
+      **kwargs: ``dampening``, ``accumulator_dtype`` and ``lazy``, as in
         :func:`jsgd.momentum`.
 
     Returns:

@@ -26,6 +26,7 @@ def sgd(
     dampening: jax.typing.ArrayLike = 0.0,
     lr_in_velocity: bool = True,
     accumulator_dtype: Any | None = None,
+    lazy: bool = True,
     use_ema: bool = False,
     ema_momentum: jax.typing.ArrayLike = 0.99,
     ema_overwrite_frequency: int | None = None,
@@ -65,6 +66,17 @@ def sgd(
     the mean of that many micro-steps, ``use_ema`` keeps a moving average of
     the parameters.
 
+    Sparse rows: a gradient leaf may be a :class:`jsgd.IndexedSlices` (see
+    :func:`jsgd.value_and_row_grad`); its update is then an ``IndexedSlices``
+    to apply with :func:`jsgd.apply_updates`, and a step costs O(rows
+    touched), not O(table). Without momentum that is exactly
+    ``w[indices] -= lr_t * values`` (duplicates add up). With momentum and
+    ``lazy=True`` it is tf.keras's ``SparseApplyKerasMomentum``: duplicates
+    summed, ``v[i] = m*v[i] - lr_t*g[i]; w[i] += v[i]`` for touched rows only
+    (Nesterov ``w[i] += m*v[i] - lr_t*g[i]``); untouched rows keep a stale
+    velocity. ``lazy=False`` gives the dense result. Clipping uses the
+    values' norms, as ``tf.clip_by_norm`` does.
+
     A ``momentum`` given as the Python number 0 keeps no velocity (and
     ``nesterov`` then changes nothing, as in Keras 3: exactly plain SGD). A
     momentum given as an array (also under ``optax.inject_hyperparams``)
@@ -89,6 +101,10 @@ def sgd(
       dampening: torch's dampening ``d`` in [0, 1].
       lr_in_velocity: True for Keras's rule, False for optax's/torch's.
       accumulator_dtype: dtype of the velocity (default: the parameters').
+      lazy: for :class:`jsgd.IndexedSlices` gradients (embedding rows), the
+        legacy tf.keras sparse rule: duplicates summed, then only the touched
+        rows' velocity (and decoupled weight decay) change (True); or the
+        dense result (False, Keras 3). See "Sparse rows" below.
       use_ema: keep an exponential moving average of the parameters (read
         it with :func:`jsgd.averaged_params`).
       ema_momentum: the EMA's decay in [0, 1].
@@ -126,6 +142,7 @@ def sgd(
     _validation.check_unit_interval("dampening", dampening)
     _validation.check_bool("lr_in_velocity", lr_in_velocity)
     _validation.canonical_dtype("accumulator_dtype", accumulator_dtype)
+    _validation.check_bool("lazy", lazy)
 
     def core(lr: optax.ScalarOrSchedule) -> list[optax.GradientTransformation]:
         learning_rate_step = scale_by_learning_rate(lr)
@@ -136,9 +153,10 @@ def sgd(
             nesterov=nesterov,
             dampening=dampening,
             accumulator_dtype=accumulator_dtype,
+            lazy=lazy,
         )
         if lr_in_velocity:
             return [learning_rate_step, velocity_step]
         return [velocity_step, learning_rate_step]
 
-    return keras_chain(core, learning_rate, **keras_keywords_in(locals()))
+    return keras_chain(core, learning_rate, lazy=lazy, **keras_keywords_in(locals()))

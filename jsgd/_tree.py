@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jsgd._indexed_slices import IndexedSlices, live_values
+
 try:  # One message for "this transform needs params", shared with optax.
     from optax._src.base import NO_PARAMS_MSG
 except ImportError:  # pragma: no cover - optax moved it
@@ -19,12 +21,21 @@ except ImportError:  # pragma: no cover - optax moved it
 
 
 def _is_none(x: Any) -> bool:
-    return x is None
+    """The leaves of an update tree: arrays, ``None`` and ``IndexedSlices``."""
+    return x is None or isinstance(x, IndexedSlices)
+
+
+def update_leaves(updates: Any) -> list[Any]:
+    """The update leaves, an ``IndexedSlices`` counting as one (``None`` skipped)."""
+    leaves = jax.tree.leaves(updates, is_leaf=_is_none)
+    return [leaf for leaf in leaves if leaf is not None]
 
 
 def _describe(x: Any) -> str:
     if x is None:
         return "None"
+    if isinstance(x, IndexedSlices):
+        return f"IndexedSlices {x.dtype}{list(x.dense_shape)}"
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         return f"an array {x.dtype}{list(x.shape)}"
     return type(x).__name__
@@ -78,14 +89,33 @@ def require_inexact(path: Any, leaf: Any, what: str) -> None:
         )
 
 
+def _not_sparse_aware(path: Any) -> TypeError:
+    return TypeError(
+        f"jsgd: the update at {keystr(path)} is an IndexedSlices, which this "
+        "transform does not take. jsgd's clips, scale_by_learning_rate, "
+        "momentum, nesterov, weight decays, scale_by_adagrad, "
+        "accumulate_gradients, sgd and adagrad do; for others, pass "
+        "IndexedSlices.to_dense()."
+    )
+
+
 def map_updates(
-    fn: Callable[..., Any], updates: Any, *rest: Any, what: str = "optimizer state"
+    fn: Callable[..., Any],
+    updates: Any,
+    *rest: Any,
+    what: str = "optimizer state",
+    sparse: Callable[..., Any] | None = None,
 ) -> Any:
     """``jax.tree.map`` over ``updates`` that leaves ``None`` update leaves alone.
 
     A ``None`` update (a frozen or unused parameter) stays ``None`` whatever the
     other trees hold at that position. Structure mismatches and integer
     updates raise errors naming the key path.
+
+    An :class:`IndexedSlices` update goes to ``sparse(u, *r)`` when given.
+    Otherwise, with no other trees, ``fn`` maps its values (padding rows
+    zeroed), which is right for elementwise and per-leaf steps; with other
+    trees it raises a TypeError naming the leaf.
     """
     for other in rest:
         check_matching(updates, other, what)
@@ -94,20 +124,59 @@ def map_updates(
         if u is None:
             return None
         require_inexact(path, u, "update")
+        if isinstance(u, IndexedSlices):
+            if sparse is not None:
+                return sparse(u, *r)
+            if r:
+                raise _not_sparse_aware(path)
+            return u.replace_values(fn(live_values(u)))
         return fn(u, *r)
 
     return jax.tree_util.tree_map_with_path(leaf, updates, *rest, is_leaf=_is_none)
 
 
 def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
-    """Maps ``fn(u, s)`` over a per-parameter state tree.
+    """Maps ``fn(u, s)`` over a per-parameter state tree (dense updates only).
 
-    Where the update is ``None`` (a frozen parameter) the state leaf is kept.
+    Where the update is ``None`` (a frozen parameter) the state leaf is kept;
+    an :class:`IndexedSlices` update raises a TypeError naming the leaf.
     """
     check_matching(updates, state, "optimizer state")
-    return jax.tree.map(
-        lambda u, s: s if u is None else fn(u, s), updates, state, is_leaf=_is_none
-    )
+
+    def leaf(path, u, s):
+        if u is None:
+            return s
+        if isinstance(u, IndexedSlices):
+            raise _not_sparse_aware(path)
+        return fn(u, s)
+
+    return jax.tree_util.tree_map_with_path(leaf, updates, state, is_leaf=_is_none)
+
+
+def map_updates_and_state(
+    fn: Callable[[Any, Any], tuple[Any, Any]], updates: Any, state: Any
+) -> tuple[Any, Any]:
+    """Maps ``fn(u, s) -> (new_u, new_s)`` over updates and a per-parameter state.
+
+    ``fn`` sees dense arrays and :class:`IndexedSlices` alike. ``None``
+    updates stay ``None`` and keep their state leaf.
+    """
+    check_matching(updates, state, "optimizer state")
+    treedef = jax.tree.structure(updates, is_leaf=_is_none)
+    for path, u in jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0]:
+        if u is not None:
+            require_inexact(path, u, "update")
+    pairs = [
+        (None, s) if u is None else fn(u, s)
+        for u, s in zip(
+            treedef.flatten_up_to(updates),
+            treedef.flatten_up_to(state),
+            strict=True,
+        )
+    ]
+    new_updates = treedef.unflatten([p[0] for p in pairs])
+    new_state = treedef.unflatten([p[1] for p in pairs])
+    return new_updates, new_state
 
 
 def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:
@@ -176,8 +245,14 @@ def as_dtype(value: Any, dtype: Any) -> jax.Array:
     return jnp.asarray(value).astype(dtype)
 
 
-def squared_norm(x: jax.Array) -> jax.Array:
-    """Sum of ``|x|**2``, accumulated in at least float32 (real result)."""
+def squared_norm(x: jax.Array | IndexedSlices) -> jax.Array:
+    """Sum of ``|x|**2``, accumulated in at least float32 (real result).
+
+    For :class:`IndexedSlices` that is the values' (padding rows skipped), as
+    ``tf.norm`` of an ``IndexedSlices``: duplicate rows count separately.
+    """
+    if isinstance(x, IndexedSlices):
+        x = live_values(x)
     x = x.astype(compute_dtype(x.dtype))
     if jnp.iscomplexobj(x):
         return jnp.sum(jnp.real(x) ** 2 + jnp.imag(x) ** 2)

@@ -6,17 +6,34 @@ import jax
 import optax
 
 from jsgd import _learning_rate, _tree, _validation
+from jsgd._indexed_slices import IndexedSlices
+from jsgd._sparse_rows import with_param_rows
 
 
 def _decay_leaf(u: jax.Array, w: jax.Array, coefficient) -> jax.Array:
-    """``u + (w * wd) * coefficient`` in at least float32, in ``u``'s dtype."""
+    """``u + w * coefficient`` in at least float32, in ``u``'s dtype."""
     dtype = _tree.compute_dtype(u.dtype, w.dtype)
     decayed = w.astype(dtype) * coefficient(dtype)
     return (u.astype(dtype) + decayed).astype(u.dtype)
 
 
+def _decay(updates, params, coefficient, lazy: bool):
+    """``u + w * coefficient`` per leaf; rows only, for lazy ``IndexedSlices``."""
+    _tree.require_params(params)
+
+    def dense(u, w):
+        return _decay_leaf(u, w, coefficient)
+
+    def sparse(u: IndexedSlices, w):
+        if lazy:
+            return with_param_rows(u, w, dense)
+        return dense(u.to_dense(), w)
+
+    return _tree.map_updates(dense, updates, params, what="params", sparse=sparse)
+
+
 def add_decayed_weights(
-    weight_decay: jax.typing.ArrayLike,
+    weight_decay: jax.typing.ArrayLike, *, lazy: bool = True
 ) -> optax.GradientTransformationExtraArgs:
     """Coupled weight decay: adds ``wd * w`` to the gradient (L2 regularization).
 
@@ -26,8 +43,15 @@ def add_decayed_weights(
     ``weight_decay`` use :func:`jsgd.decoupled_weight_decay`.
     State: ``optax.EmptyState``.
 
+    Row-sparse updates (:class:`jsgd.IndexedSlices`): with ``lazy=True`` only
+    the rows the step touches get ``wd * w[i]``, each once (duplicates summed
+    first), and the output stays an ``IndexedSlices``; ``lazy=False``
+    densifies it (every row decays: the dense result).
+
     Args:
       weight_decay: the coefficient ``wd``, a finite number >= 0 (may be traced).
+      lazy: for ``IndexedSlices`` updates, decay only touched rows (True) or
+        every row (False).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
@@ -46,15 +70,10 @@ def add_decayed_weights(
       Array([ 0.1, -0.2], dtype=float32)
     """
     _validation.check_non_negative("weight_decay", weight_decay)
+    _validation.check_bool("lazy", lazy)
 
     def decay(updates: optax.Updates, params: optax.Params) -> optax.Updates:
-        _tree.require_params(params)
-        return _tree.map_updates(
-            lambda u, w: _decay_leaf(u, w, lambda d: _tree.as_dtype(weight_decay, d)),
-            updates,
-            params,
-            what="params",
-        )
+        return _decay(updates, params, lambda d: _tree.as_dtype(weight_decay, d), lazy)
 
     return _tree.stateless_transform(decay, "add_decayed_weights")
 
@@ -62,6 +81,8 @@ def add_decayed_weights(
 def decoupled_weight_decay(
     weight_decay: jax.typing.ArrayLike,
     learning_rate: optax.ScalarOrSchedule,
+    *,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Decoupled weight decay, Keras 3's ``weight_decay``.
 
@@ -73,10 +94,18 @@ def decoupled_weight_decay(
     step sees. State: ``optax.EmptyState``, or :class:`jsgd.ScheduleState`
     when ``learning_rate`` is a schedule.
 
+    Row-sparse updates (:class:`jsgd.IndexedSlices`): with ``lazy=True`` only
+    the rows the step touches decay, each once (duplicates summed first;
+    TensorFlow Addons' ``SGDW`` sparse rule), and the output stays an
+    ``IndexedSlices``; ``lazy=False`` densifies it and decays every row (the
+    dense result, Keras 3's).
+
     Args:
       weight_decay: the coefficient ``wd``, a finite number >= 0.
       learning_rate: the same learning rate (number, 0-d array or schedule)
         as the optimizer's.
+      lazy: for ``IndexedSlices`` updates, decay only touched rows (True) or
+        every row (False).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
@@ -96,16 +125,13 @@ def decoupled_weight_decay(
     """
     _validation.check_non_negative("weight_decay", weight_decay)
     _validation.check_learning_rate("learning_rate", learning_rate)
+    _validation.check_bool("lazy", lazy)
 
     def apply(updates, params, lr):
-        _tree.require_params(params)
-
         def minus_lr_wd(dtype):
             return -(_tree.as_dtype(weight_decay, dtype) * _tree.as_dtype(lr, dtype))
 
-        return _tree.map_updates(
-            lambda u, w: _decay_leaf(u, w, minus_lr_wd), updates, params, what="params"
-        )
+        return _decay(updates, params, minus_lr_wd, lazy)
 
     return _learning_rate.learning_rate_transform(
         learning_rate, apply, "decoupled_weight_decay"

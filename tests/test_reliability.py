@@ -123,11 +123,13 @@ NAMES = list(REGISTRY)
 
 # Public callables that are not gradient transformations.
 NOT_TRANSFORMS = {
+    "apply_updates",
     "averaged_params",
     "global_norm",
     "inverse_time_decay",
     "make_train_step",
     "sweep",
+    "value_and_row_grad",
     "zero1_shardings",
 }
 

@@ -1,0 +1,71 @@
+"""``apply_updates``: ``optax.apply_updates`` that also scatters row updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jsgd._indexed_slices import IndexedSlices, check_slices, row_indices
+
+
+def _apply_leaf(param: Any, update: Any) -> Any:
+    if param is None:
+        return None
+    if update is None:  # a frozen parameter: jsgd's transforms keep None
+        return param
+    param = jnp.asarray(param)
+    if isinstance(update, IndexedSlices):
+        check_slices(update)
+        if update.dense_shape != param.shape:
+            raise ValueError(
+                "jsgd.apply_updates: an IndexedSlices update of dense_shape "
+                f"{update.dense_shape} for a parameter of shape {param.shape}."
+            )
+        return param.at[row_indices(update)].add(
+            update.values.astype(param.dtype), mode="drop"
+        )
+    return jnp.asarray(param + update).astype(param.dtype)
+
+
+def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
+    """``params + updates``, with :class:`jsgd.IndexedSlices` rows scatter-added.
+
+    A drop-in for ``optax.apply_updates``: for a dense leaf
+    ``w = (w + u).astype(w.dtype)``, exactly optax's. For an
+    ``IndexedSlices`` leaf, ``w[indices] += values`` (values cast to
+    ``w.dtype``; duplicate indices add up; padding rows are dropped), which
+    writes only ``k`` rows: under ``jit`` with the parameters donated
+    (``donate_argnums``) the table is updated in place. A ``None`` parameter
+    stays ``None``; a ``None`` update leaves its parameter unchanged.
+
+    Args:
+      params: the parameters, a pytree of arrays.
+      updates: a tree of the same structure whose leaves are arrays,
+        ``IndexedSlices`` (for parameters of their ``dense_shape``) or ``None``.
+
+    Returns:
+      The updated parameters, each leaf in its own dtype.
+
+    Raises:
+      ValueError: if an ``IndexedSlices`` does not fit its parameter, or the
+        trees do not match.
+      TypeError: if an ``IndexedSlices`` has non-integer indices.
+
+    Examples:
+      >>> import jax.numpy as jnp, jsgd
+      >>> params = {"table": jnp.zeros((4, 2)), "bias": jnp.zeros(2)}
+      >>> updates = {
+      ...     "table": jsgd.IndexedSlices(
+      ...         jnp.ones((3, 2)), jnp.array([1, 1, 3]), (4, 2)),
+      ...     "bias": jnp.ones(2)}
+      >>> new = jsgd.apply_updates(params, updates)
+      >>> new["table"]
+      Array([[0., 0.],
+             [2., 2.],
+             [0., 0.],
+             [1., 1.]], dtype=float32)
+    """
+    return jax.tree.map(_apply_leaf, params, updates, is_leaf=lambda x: x is None)

@@ -1,0 +1,190 @@
+"""``IndexedSlices``: a row-sparse gradient, and summing its duplicate rows."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IndexedSlices:
+    """A row-sparse array: some rows of a ``dense_shape`` array (TF/Keras naming).
+
+    Row ``j`` of ``values`` belongs at row ``indices[j]`` of the dense array;
+    rows that no index names are zero, and a row named several times is the
+    sum of its values (duplicates add up, as with ``tf.IndexedSlices``). This
+    is the gradient of a loss with respect to an embedding table when the
+    forward pass gathers ``table[indices]``: see :func:`jsgd.value_and_row_grad`.
+
+    It is a pytree whose children are ``values`` and ``indices`` and whose
+    static metadata is ``dense_shape``, so it passes through ``jit``, ``vmap``,
+    ``lax.scan`` and donation with fixed shapes: ``k = len(indices)`` rows per
+    step, chosen by the caller, never by the data.
+
+    Padding: an index outside ``[0, dense_shape[0])`` (use ``dense_shape[0]``,
+    or ``-1``) marks a padding row. Every jsgd operation ignores it: it
+    changes no parameter and no optimizer state, and its values count in no
+    norm. This is how a variable number of rows fits a static ``k``.
+
+    jsgd's transforms that take ``IndexedSlices`` leaves (mixed with dense
+    leaves in one tree) are the three clips, ``scale_by_learning_rate``,
+    ``momentum``/``nesterov``, the two weight decays, ``scale_by_adagrad``,
+    ``accumulate_gradients`` and the optimizers built from them (``sgd``,
+    ``SGD``, ``adagrad``, ``Adagrad``); apply the result with
+    :func:`jsgd.apply_updates`. Other transforms (RMSprop, Adam, and optax's
+    own) do not understand it: jsgd's raise a TypeError naming the leaf; call
+    :meth:`to_dense` first to use them.
+
+    Attributes:
+      values: ``[k, *dense_shape[1:]]`` rows, floating point.
+      indices: ``[k]`` integer row indices into ``dense_shape[0]``.
+      dense_shape: the shape of the dense array (static Python ints).
+
+    Examples:
+      >>> import jax.numpy as jnp, jsgd
+      >>> g = jsgd.IndexedSlices(
+      ...     values=jnp.array([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]]),
+      ...     indices=jnp.array([2, 0, 2]),
+      ...     dense_shape=(3, 2))
+      >>> g.to_dense()
+      Array([[2., 2.],
+             [0., 0.],
+             [5., 5.]], dtype=float32)
+      >>> c = g.coalesce()  # duplicates summed; padding index 3 at the end
+      >>> c.indices, c.values
+      (Array([0, 2, 3], dtype=int32), Array([[2., 2.],
+             [5., 5.],
+             [0., 0.]], dtype=float32))
+    """
+
+    values: jax.Array
+    indices: jax.Array
+    dense_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        # Static metadata must be hashable; an int tuple also compares equal
+        # across (3, 2), [3, 2] and numpy integers.
+        shape = self.dense_shape
+        if not isinstance(shape, Sequence):
+            raise TypeError(
+                "`dense_shape` must be a sequence of ints. "
+                f"Received: dense_shape={shape!r}"
+            )
+        object.__setattr__(self, "dense_shape", tuple(int(d) for d in shape))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The dense shape."""
+        return self.dense_shape
+
+    @property
+    def dtype(self) -> jnp.dtype:
+        """The values' dtype."""
+        return self.values.dtype
+
+    @property
+    def num_rows(self) -> int:
+        """``dense_shape[0]``, the number of rows of the dense array."""
+        return self.dense_shape[0]
+
+    def replace_values(self, values: jax.Array) -> IndexedSlices:
+        """The same rows with other values (same leading length ``k``)."""
+        return IndexedSlices(values, self.indices, self.dense_shape)
+
+    def to_dense(self) -> jax.Array:
+        """The dense array: zeros with the rows scatter-added (padding dropped)."""
+        check_slices(self)
+        dense = jnp.zeros(self.dense_shape, self.values.dtype)
+        return dense.at[row_indices(self)].add(self.values, mode="drop")
+
+    def coalesce(self) -> IndexedSlices:
+        """Sums duplicate rows; keeps ``k`` rows (static shape).
+
+        Returns:
+          ``IndexedSlices`` whose indices are the distinct valid indices in
+          ascending order, followed by padding rows (index ``dense_shape[0]``,
+          value 0) up to ``k``. The sums are accumulated in at least float32.
+        """
+        return coalesce(self)
+
+
+jax.tree_util.register_dataclass(
+    IndexedSlices, data_fields=["values", "indices"], meta_fields=["dense_shape"]
+)
+
+
+def is_indexed_slices(x: object) -> bool:
+    """Whether ``x`` is an :class:`IndexedSlices`."""
+    return isinstance(x, IndexedSlices)
+
+
+def check_slices(s: IndexedSlices) -> None:
+    """Raises a clear error for inconsistent shapes or non-integer indices."""
+    values, indices = s.values, s.indices
+    if not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise TypeError(
+            "jsgd.IndexedSlices: `indices` must be integers. Received: "
+            f"indices dtype={indices.dtype} (an optax transform that does not "
+            "know IndexedSlices may have scaled them; call .to_dense() before it)"
+        )
+    if (
+        indices.ndim != 1
+        or values.ndim != len(s.dense_shape)
+        or values.shape[0] != indices.shape[0]
+        or tuple(values.shape[1:]) != s.dense_shape[1:]
+    ):
+        raise ValueError(
+            "jsgd.IndexedSlices: expected values of shape [k, *dense_shape[1:]] "
+            "and indices of shape [k]. Received: values.shape="
+            f"{tuple(values.shape)}, indices.shape={tuple(indices.shape)}, "
+            f"dense_shape={s.dense_shape}"
+        )
+
+
+def row_indices(s: IndexedSlices) -> jax.Array:
+    """The indices with every padding index (outside ``[0, n)``) set to ``n``.
+
+    ``n`` is out of bounds, so gathers with ``mode="fill"`` and scatters with
+    ``mode="drop"`` skip it; a raw ``-1`` would wrap to the last row instead.
+    """
+    n = s.num_rows
+    indices = s.indices
+    return jnp.where((indices >= 0) & (indices < n), indices, n).astype(indices.dtype)
+
+
+def live_values(s: IndexedSlices) -> jax.Array:
+    """The values with padding rows zeroed (so that norms skip them)."""
+    valid = row_indices(s) < s.num_rows
+    mask = valid.reshape(valid.shape + (1,) * (s.values.ndim - 1))
+    return jnp.where(mask, s.values, jnp.zeros((), s.values.dtype))
+
+
+def coalesce(s: IndexedSlices) -> IndexedSlices:
+    """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
+    check_slices(s)
+    k, n = s.indices.shape[0], s.num_rows
+    indices = row_indices(s)
+    # A stable sort groups equal indices (padding, = n, goes last); a segment
+    # id per distinct index then sums each group. All shapes stay [k].
+    sorted_indices, order = jax.lax.sort(
+        (indices, jnp.arange(k, dtype=jnp.int32)), num_keys=1, is_stable=True
+    )
+    starts = jnp.concatenate(
+        [jnp.ones([1], bool), sorted_indices[1:] != sorted_indices[:-1]]
+    )
+    segments = jnp.cumsum(starts, dtype=jnp.int32) - 1
+    # Sum low-precision rows in float32 (one rounding, when stored).
+    wide = s.values.dtype if s.values.dtype.itemsize >= 4 else jnp.float32
+    sums = jax.ops.segment_sum(
+        s.values[order].astype(wide),
+        segments,
+        num_segments=k,
+        indices_are_sorted=True,
+    )
+    unique = jnp.full([k], n, indices.dtype).at[segments].min(sorted_indices)
+    valid = unique < n
+    sums = jnp.where(valid.reshape((k,) + (1,) * (sums.ndim - 1)), sums, 0)
+    return IndexedSlices(sums.astype(s.values.dtype), unique, s.dense_shape)

@@ -1,0 +1,51 @@
+"""Row-wise steps for ``IndexedSlices`` updates: touch only the rows named."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+
+from jsgd._indexed_slices import IndexedSlices, coalesce
+
+
+def gather_rows(table: jax.Array, indices: jax.Array) -> jax.Array:
+    """``table[indices]`` with zero rows for padding indices (``>= len(table)``)."""
+    return table.at[indices].get(mode="fill", fill_value=0, indices_are_sorted=True)
+
+
+def scatter_rows(table: jax.Array, indices: jax.Array, rows: jax.Array) -> jax.Array:
+    """``table`` with ``table[indices] = rows``; padding indices are dropped.
+
+    ``indices`` must be coalesced (sorted, distinct but for padding).
+    """
+    return table.at[indices].set(
+        rows.astype(table.dtype), mode="drop", indices_are_sorted=True
+    )
+
+
+def row_step(
+    update: IndexedSlices,
+    state: jax.Array,
+    fn: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+) -> tuple[IndexedSlices, jax.Array]:
+    """The legacy tf.keras sparse rule: sum duplicates, then step touched rows.
+
+    ``fn(rows_of_update, rows_of_state) -> (new_update_rows, new_state_rows)``
+    is the dense per-leaf rule applied to the ``k`` touched rows; the other
+    rows of ``state`` keep their values. Returns the coalesced update rows and
+    the new state.
+    """
+    rows = coalesce(update)
+    new_update, new_state = fn(rows.values, gather_rows(state, rows.indices))
+    return rows.replace_values(new_update), scatter_rows(state, rows.indices, new_state)
+
+
+def with_param_rows(
+    update: IndexedSlices,
+    params: jax.Array,
+    fn: Callable[[jax.Array, jax.Array], jax.Array],
+) -> IndexedSlices:
+    """``fn(rows_of_update, rows_of_params)`` on the coalesced touched rows."""
+    rows = coalesce(update)
+    return rows.replace_values(fn(rows.values, gather_rows(params, rows.indices)))
