@@ -166,25 +166,31 @@ def coalesce(s: IndexedSlices) -> IndexedSlices:
     """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
     check_slices(s)
     k, n = s.indices.shape[0], s.num_rows
+    if k == 0:
+        return s
     indices = row_indices(s)
-    # A stable sort groups equal indices (padding, = n, goes last); a segment
-    # id per distinct index then sums each group. All shapes stay [k].
-    sorted_indices, order = jax.lax.sort(
-        (indices, jnp.arange(k, dtype=jnp.int32)), num_keys=1, is_stable=True
-    )
+    # Sorting groups equal indices (padding, = n, goes last); a segment id per
+    # distinct index then sums each group. Sorting the keys alone and finding
+    # each entry's group by binary search is about twice as fast on CPU as a
+    # key-value sort. All shapes stay [k].
+    sorted_indices = jnp.sort(indices)
     starts = jnp.concatenate(
         [jnp.ones([1], bool), sorted_indices[1:] != sorted_indices[:-1]]
     )
     segments = jnp.cumsum(starts, dtype=jnp.int32) - 1
+    segment_of_entry = segments[jnp.searchsorted(sorted_indices, indices)]
     # Sum low-precision rows in float32 (one rounding, when stored).
     wide = s.values.dtype if s.values.dtype.itemsize >= 4 else jnp.float32
-    sums = jax.ops.segment_sum(
-        s.values[order].astype(wide),
-        segments,
-        num_segments=k,
-        indices_are_sorted=True,
+    sums = (
+        jnp.zeros(s.values.shape, wide)
+        .at[segment_of_entry]
+        .add(s.values.astype(wide), mode="promise_in_bounds")
     )
-    unique = jnp.full([k], n, indices.dtype).at[segments].min(sorted_indices)
+    unique = (
+        jnp.full([k], n, indices.dtype)
+        .at[segments]
+        .min(sorted_indices, indices_are_sorted=True, mode="promise_in_bounds")
+    )
     valid = unique < n
     sums = jnp.where(valid.reshape((k,) + (1,) * (sums.ndim - 1)), sums, 0)
     return IndexedSlices(sums.astype(s.values.dtype), unique, s.dense_shape)

@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from jsgd._indexed_slices import IndexedSlices, coalesce
 
 
 def gather_rows(table: jax.Array, indices: jax.Array) -> jax.Array:
-    """``table[indices]`` with zero rows for padding indices (``>= len(table)``)."""
-    return table.at[indices].get(mode="fill", fill_value=0, indices_are_sorted=True)
+    """``table[indices]`` with zero rows for padding indices (``>= len(table)``).
+
+    ``indices`` must be coalesced (ascending, padding last).
+    """
+    n = table.shape[0]
+    # A clamped in-bounds gather, masked after, is faster on CPU than a
+    # bounds-checked one ("fill"); padding reads row n - 1 and is zeroed.
+    rows = table.at[jnp.minimum(indices, n - 1)].get(
+        mode="promise_in_bounds", indices_are_sorted=True
+    )
+    padding = (indices >= n).reshape((-1,) + (1,) * (rows.ndim - 1))
+    return jnp.where(padding, jnp.zeros((), rows.dtype), rows)
 
 
 def scatter_rows(table: jax.Array, indices: jax.Array, rows: jax.Array) -> jax.Array:
