@@ -143,6 +143,29 @@ def check_semantics(rng: np.random.Generator) -> None:
     np.testing.assert_allclose(params["table"], expected, rtol=1e-5, atol=1e-6)
 
 
+def markdown_table(results: list[dict]) -> str:
+    """The results as the markdown table of docs/sparse.md."""
+    device = jax.devices()[0]
+    lines = [
+        f"Device: {device.platform} ({device.device_kind}), jax {jax.__version__}; "
+        "median step time in ms (p10-p90).",
+        "",
+        "| table rows | jsgd sparse | optax dense | jsgd dense | sparse vs optax | "
+        "sparse scratch MiB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cells = [f"{r['rows']:,}"]
+        for name in ("jsgd sparse", "optax dense", "jsgd dense"):
+            t = r[name]
+            cells.append(f"{t['median_ms']:.3f} ({t['p10_ms']:.3f}-{t['p90_ms']:.3f})")
+        cells.append(f"{r['speedup_vs_optax']:.0f}x")
+        temp = r["temp_bytes"]["jsgd sparse"]
+        cells.append("n/a" if temp is None else f"{temp / 2**20:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two sizes, 3 rounds")
@@ -174,6 +197,7 @@ def main() -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sparse.json").write_text(json.dumps(results, indent=2))
+    (out / "sparse.md").write_text(markdown_table(results))
     at_1m = next(r for r in results if r["rows"] == 1_000_000)
     verdict = "meets" if at_1m["speedup_vs_optax"] >= 50 else "MISSES"
     print(

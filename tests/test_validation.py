@@ -608,7 +608,7 @@ TYPE_ERRORS = [
             "'clipnorm', 'global_clipnorm', 'decay', 'weight_decay', 'use_ema', "
             "'ema_momentum', 'ema_overwrite_frequency', 'loss_scale_factor', "
             "'gradient_accumulation_steps', 'dampening', 'lr_in_velocity', "
-            "'accumulator_dtype']"
+            "'accumulator_dtype', 'lazy']"
         ),
         id="SGD-unknown-keywords-sorted",
     ),
