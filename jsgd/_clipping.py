@@ -54,13 +54,24 @@ def clip_by_value(
     )
 
 
+@jax.custom_jvp
 def _safe_sqrt(x: jax.Array) -> jax.Array:
     """``sqrt`` with a finite gradient at 0 (for meta-learning through clips).
 
-    Zero and NaN pass through unchanged (Keras's two-tap ``where``).
+    Zero and NaN pass through unchanged. The value is a plain ``sqrt`` so that
+    every later use depends on one (expensive, hence never duplicated) op:
+    a ``where`` on ``x`` here made XLA copy the N-term sum of squares into
+    each of the N per-leaf fusions (O(N^2) compile time).
     """
+    return jnp.sqrt(x)
+
+
+@_safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    y = jnp.sqrt(x)
     positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1)), x)
+    return y, jnp.where(positive, t / (2 * jnp.where(positive, y, 1)), t)
 
 
 def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
