@@ -89,7 +89,7 @@ def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
 
 def _scaled(g: jax.Array, scale: jax.Array) -> jax.Array:
     dtype = _tree.compute_dtype(g.dtype, scale.dtype)
-    return (g.astype(dtype) * scale.astype(dtype)).astype(g.dtype)
+    return _tree.cast(_tree.cast(g, dtype) * _tree.cast(scale, dtype), g.dtype)
 
 
 def clip_by_norm(

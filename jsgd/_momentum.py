@@ -119,24 +119,26 @@ def momentum(
         # torch stores the first update undamped; with d = 0 that is the
         # general rule, so the gain is only computed when it can differ. A
         # momentum of 0 (possibly traced) is plain SGD, as torch's, undamped.
-        plain = (state.count == 0) | (jnp.asarray(momentum) == 0)
-        gain = None if undamped else jnp.where(plain, 1.0, 1 - dampening)
+        m_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(momentum, dtype))
+        gain_as = None
+        if not undamped:
+            plain = (state.count == 0) | (jnp.asarray(momentum) == 0)
+            gain = jnp.where(plain, 1.0, 1 - dampening)
+            gain_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(gain, dtype))
 
         def new_velocity(u: jax.Array, v: jax.Array) -> jax.Array:
             dtype = _tree.compute_dtype(u.dtype, v.dtype)
-            u = u.astype(dtype)
-            if gain is not None:
-                u = _tree.as_dtype(gain, dtype) * u
-            return (_tree.as_dtype(momentum, dtype) * v.astype(dtype) + u).astype(
-                v.dtype
-            )
+            u = _tree.cast(u, dtype)
+            if gain_as is not None:
+                u = gain_as(dtype) * u
+            return _tree.cast(m_as(dtype) * _tree.cast(v, dtype) + u, v.dtype)
 
         def output(u: jax.Array, v: jax.Array) -> jax.Array:
             if not nesterov:
-                return v.astype(u.dtype)
+                return _tree.cast(v, u.dtype)
             dtype = _tree.compute_dtype(u.dtype, v.dtype)
-            look_ahead = _tree.as_dtype(momentum, dtype) * v.astype(dtype)
-            return (look_ahead + u.astype(dtype)).astype(u.dtype)
+            look_ahead = m_as(dtype) * _tree.cast(v, dtype)
+            return _tree.cast(look_ahead + _tree.cast(u, dtype), u.dtype)
 
         def dense_step(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
             v = new_velocity(u, v)

@@ -13,13 +13,14 @@ from jsgd._sparse_rows import with_param_rows
 def _decay_leaf(u: jax.Array, w: jax.Array, coefficient) -> jax.Array:
     """``u + w * coefficient`` in at least float32, in ``u``'s dtype."""
     dtype = _tree.compute_dtype(u.dtype, w.dtype)
-    decayed = w.astype(dtype) * coefficient(dtype)
-    return (u.astype(dtype) + decayed).astype(u.dtype)
+    decayed = _tree.cast(w, dtype) * coefficient(dtype)
+    return _tree.cast(_tree.cast(u, dtype) + decayed, u.dtype)
 
 
 def _decay(updates, params, coefficient, lazy: bool):
     """``u + w * coefficient`` per leaf; rows only, for lazy ``IndexedSlices``."""
     _tree.require_params(params)
+    coefficient = _tree.scalar_cache(coefficient)
 
     def dense(u, w):
         return _decay_leaf(u, w, coefficient)
