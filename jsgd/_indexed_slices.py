@@ -162,6 +162,40 @@ def live_values(s: IndexedSlices) -> jax.Array:
     return jnp.where(mask, s.values, jnp.zeros((), s.values.dtype))
 
 
+def _segments(sorted_indices: jax.Array) -> jax.Array:
+    """The id of each sorted position's group of equal indices (0, 1, ...)."""
+    starts = jnp.concatenate(
+        [jnp.ones([1], bool), sorted_indices[1:] != sorted_indices[:-1]]
+    )
+    return jnp.cumsum(starts, dtype=jnp.int32) - 1
+
+
+def _segments_by_search(indices: jax.Array):
+    """Sorted indices, their group ids, and each entry's group id.
+
+    For the CPU: a sort of the keys alone, then a binary search for each
+    entry, is about twice as fast there as a key-value sort.
+    """
+    sorted_indices = jnp.sort(indices)
+    segments = _segments(sorted_indices)
+    return sorted_indices, segments, segments[jnp.searchsorted(sorted_indices, indices)]
+
+
+def _segments_by_pair_sort(indices: jax.Array):
+    """As :func:`_segments_by_search`, with one key-value sort.
+
+    For accelerators, where the binary search's while loop would cost a
+    device-to-host round trip per iteration.
+    """
+    positions = jnp.arange(indices.shape[0], dtype=jnp.int32)
+    sorted_indices, order = jax.lax.sort((indices, positions), num_keys=1)
+    segments = _segments(sorted_indices)
+    segment_of_entry = (
+        jnp.zeros_like(segments).at[order].set(segments, unique_indices=True)
+    )
+    return sorted_indices, segments, segment_of_entry
+
+
 def coalesce(s: IndexedSlices) -> IndexedSlices:
     """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
     check_slices(s)
@@ -169,16 +203,11 @@ def coalesce(s: IndexedSlices) -> IndexedSlices:
     if k == 0:
         return s
     indices = row_indices(s)
-    # Sorting groups equal indices (padding, = n, goes last); a segment id per
-    # distinct index then sums each group. Sorting the keys alone and finding
-    # each entry's group by binary search is about twice as fast on CPU as a
-    # key-value sort. All shapes stay [k].
-    sorted_indices = jnp.sort(indices)
-    starts = jnp.concatenate(
-        [jnp.ones([1], bool), sorted_indices[1:] != sorted_indices[:-1]]
+    # Sorting groups equal indices (padding, = n, goes last); each group is
+    # one row of the result. All shapes stay [k].
+    sorted_indices, segments, segment_of_entry = jax.lax.platform_dependent(
+        indices, cpu=_segments_by_search, default=_segments_by_pair_sort
     )
-    segments = jnp.cumsum(starts, dtype=jnp.int32) - 1
-    segment_of_entry = segments[jnp.searchsorted(sorted_indices, indices)]
     # Sum low-precision rows in float32 (one rounding, when stored).
     wide = s.values.dtype if s.values.dtype.itemsize >= 4 else jnp.float32
     sums = (

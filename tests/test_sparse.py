@@ -444,6 +444,20 @@ def test_coalesce_sums_duplicates_and_pads(indices, seed):
     np.testing.assert_array_equal(np.asarray(c.values)[len(distinct) :], 0)
 
 
+@settings(max_examples=30, deadline=None)
+@given(indices=st.lists(st.integers(0, 9), min_size=1, max_size=20))
+def test_both_grouping_strategies_agree(indices):
+    # The CPU groups duplicates by binary search, accelerators by a key-value
+    # sort; the CPU runs both here.
+    from jsgd._indexed_slices import _segments_by_pair_sort, _segments_by_search
+
+    indices = jnp.asarray(indices, jnp.int32)
+    for a, b in zip(
+        _segments_by_search(indices), _segments_by_pair_sort(indices), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_indexed_slices_is_a_pytree_with_static_dense_shape():
     g = jsgd.IndexedSlices(jnp.ones((2, 3)), jnp.array([0, 1]), [4, 3])
     assert g.dense_shape == (4, 3) and g.shape == (4, 3) and g.dtype == jnp.float32
