@@ -1,0 +1,53 @@
+"""Smoke test of benchmarks/run.py's machinery (nothing is timed here).
+
+Runs the benchmark's correctness gate on a tiny tree for every configuration
+(jsgd, optax and, when installed, torch's foreach and fused SGD agree after
+three steps whose learning rate and momentum change) and checks that the
+jitted, donated jsgd step is traced once across those changes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+import _bench  # noqa: E402
+import _trees  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(_bench.CONFIGS))
+def test_gate_agrees_and_traces_once(name):
+    config = _bench.CONFIGS[name]
+    result = _bench.correctness_gate(config, _trees.mixed_small())
+    assert result.ok, result
+    assert result.traces == {"jsgd": 1, "optax": 1}
+    expected = {"jsgd", "optax"}
+    if _bench.torch is not None and config.torch_ok:
+        expected |= {"torch-foreach", "torch-fused"}
+    assert set(result.impls) == expected
+
+
+def test_tree_shapes():
+    assert len(_trees.resnet50()) == 161
+    assert _trees.size(_trees.resnet50()) == 25_557_032
+    assert len(_trees.gpt2_small()) == 148
+    assert _trees.size(_trees.gpt2_small()) == 124_439_808
+    assert len(_trees.many_leaves()) == 3000
+    assert _trees.size(_trees.many_leaves()) == 10_500_000
+
+
+def test_cell_runs_on_a_tiny_tree():
+    shapes = _trees.mixed_small()
+    cell = _bench.bench_cell("tiny", shapes, _bench.CONFIGS["momentum"], repeats=2)
+    jsgd = cell["impls"]["jsgd"]
+    assert jsgd["samples"] == 2 and jsgd["median_s"] > 0
+    assert jsgd["temp_bytes"] is not None
+    for impl, r in cell["impls"].items():
+        if impl != "jsgd":
+            assert r["max_rel_diff_vs_jsgd"] < 1e-4, impl
