@@ -21,14 +21,14 @@ except ImportError:  # pragma: no cover - optax moved it
     )
 
 
-def _is_none(x: Any) -> bool:
+def _is_update_leaf(x: Any) -> bool:
     """The leaves of an update tree: arrays, ``None`` and ``IndexedSlices``."""
     return x is None or isinstance(x, IndexedSlices)
 
 
 def update_leaves(updates: Any) -> list[Any]:
     """The update leaves, an ``IndexedSlices`` counting as one (``None`` skipped)."""
-    leaves = jax.tree.leaves(updates, is_leaf=_is_none)
+    leaves = jax.tree.leaves(updates, is_leaf=_is_update_leaf)
     return [leaf for leaf in leaves if leaf is not None]
 
 
@@ -47,15 +47,19 @@ def check_matching(updates: Any, other: Any, what: str) -> None:
 
     ``other`` may hold anything where ``updates`` holds ``None``.
     """
-    treedef = jax.tree.structure(updates, is_leaf=_is_none)
+    treedef = jax.tree.structure(updates, is_leaf=_is_update_leaf)
     try:
         treedef.flatten_up_to(other)
     except (ValueError, TypeError):
         pass
     else:
         return
-    ours = dict(jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0])
-    theirs = dict(jax.tree_util.tree_flatten_with_path(other, is_leaf=_is_none)[0])
+    ours = dict(
+        jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_update_leaf)[0]
+    )
+    theirs = dict(
+        jax.tree_util.tree_flatten_with_path(other, is_leaf=_is_update_leaf)[0]
+    )
     path = next((p for p in ours if p not in theirs), None)
     if path is not None:
         where = f"the updates have {_describe(ours[path])} at {keystr(path)}"
@@ -133,7 +137,9 @@ def map_updates(
             return u.replace_values(fn(live_values(u)))
         return fn(u, *r)
 
-    return jax.tree_util.tree_map_with_path(leaf, updates, *rest, is_leaf=_is_none)
+    return jax.tree_util.tree_map_with_path(
+        leaf, updates, *rest, is_leaf=_is_update_leaf
+    )
 
 
 def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
@@ -151,7 +157,9 @@ def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
             raise _not_sparse_aware(path)
         return fn(u, s)
 
-    return jax.tree_util.tree_map_with_path(leaf, updates, state, is_leaf=_is_none)
+    return jax.tree_util.tree_map_with_path(
+        leaf, updates, state, is_leaf=_is_update_leaf
+    )
 
 
 def map_updates_and_state(
@@ -163,8 +171,10 @@ def map_updates_and_state(
     updates stay ``None`` and keep their state leaf.
     """
     check_matching(updates, state, "optimizer state")
-    treedef = jax.tree.structure(updates, is_leaf=_is_none)
-    for path, u in jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_none)[0]:
+    treedef = jax.tree.structure(updates, is_leaf=_is_update_leaf)
+    for path, u in jax.tree_util.tree_flatten_with_path(
+        updates, is_leaf=_is_update_leaf
+    )[0]:
         if u is not None:
             require_inexact(path, u, "update")
     pairs = [
