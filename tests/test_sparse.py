@@ -565,3 +565,35 @@ def test_sgd_config_round_trips_lazy():
     assert config["lazy"] is False
     assert jsgd.SGD.from_config(config) == opt
     assert math.isclose(config["momentum"], 0.9)
+
+
+@pytest.mark.parametrize(
+    ("param_dtype", "grad_dtype", "accumulator_dtype"),
+    [
+        (jnp.bfloat16, jnp.bfloat16, None),
+        (jnp.float32, jnp.bfloat16, None),
+        (jnp.bfloat16, jnp.bfloat16, jnp.float32),
+        (jnp.float16, jnp.float16, None),
+    ],
+)
+def test_sparse_dtypes_follow_the_rules(param_dtype, grad_dtype, accumulator_dtype):
+    # Updates keep the gradient dtype, the velocity the parameter dtype (or
+    # accumulator_dtype); the rows are computed in float32 and rounded once.
+    params = {"table": jnp.ones((N, D), param_dtype)}
+    tx = jsgd.sgd(0.1, 0.9, nesterov=True, accumulator_dtype=accumulator_dtype)
+    state = tx.init(params)
+    g = {
+        "table": jsgd.IndexedSlices(
+            jnp.full((3, D), 0.5, grad_dtype), jnp.array([1, 1, 4]), (N, D)
+        )
+    }
+    updates, state = jax.jit(tx.update)(g, state, params)
+    assert updates["table"].dtype == grad_dtype
+    velocity = velocity_of(state)
+    assert velocity.dtype == (accumulator_dtype or param_dtype)
+    new = jsgd.apply_updates(params, updates)["table"]
+    assert new.dtype == param_dtype
+    # Row 1: g = 1.0 summed, v = -0.1, w = 1 + 0.9 * -0.1 - 0.1 = 0.81.
+    np.testing.assert_allclose(np.float32(new[1, 0]), 0.81, rtol=1e-2)
+    np.testing.assert_allclose(np.float32(new[4, 0]), 1 - 0.095, rtol=1e-2)
+    np.testing.assert_array_equal(np.float32(new[0]), 1.0)
