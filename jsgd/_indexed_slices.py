@@ -27,7 +27,8 @@ class IndexedSlices:
     Padding: an index outside ``[0, dense_shape[0])`` (use ``dense_shape[0]``,
     or ``-1``) marks a padding row. Every jsgd operation ignores it: it
     changes no parameter and no optimizer state, and its values count in no
-    norm. This is how a variable number of rows fits a static ``k``.
+    norm (the values that transforms output at padding rows are unspecified).
+    This is how a variable number of rows fits a static ``k``.
 
     jsgd's transforms that take ``IndexedSlices`` leaves (mixed with dense
     leaves in one tree) are the three clips, ``scale_by_learning_rate``,
@@ -196,29 +197,43 @@ def _segments_by_pair_sort(indices: jax.Array):
     return sorted_indices, segments, segment_of_entry
 
 
+def group_duplicates(s: IndexedSlices) -> tuple[jax.Array, jax.Array]:
+    """Where each row of ``s`` goes once its duplicates are summed.
+
+    Returns:
+      ``(unique, slot)``: the distinct valid indices in ascending order, padded
+      to ``k`` with ``dense_shape[0]``; and for each of the ``k`` entries its
+      position in ``unique`` (padding entries share the padding slots).
+    """
+    check_slices(s)
+    k, n = s.indices.shape[0], s.num_rows
+    indices = row_indices(s)
+    # Sorting groups equal indices (padding, = n, goes last); each group is
+    # one row of the result. All shapes stay [k].
+    sorted_indices, segments, slot = jax.lax.platform_dependent(
+        indices, cpu=_segments_by_search, default=_segments_by_pair_sort
+    )
+    unique = (
+        jnp.full([k], n, indices.dtype)
+        .at[segments]
+        .min(sorted_indices, indices_are_sorted=True, mode="promise_in_bounds")
+    )
+    return unique, slot
+
+
 def coalesce(s: IndexedSlices) -> IndexedSlices:
     """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
     check_slices(s)
     k, n = s.indices.shape[0], s.num_rows
     if k == 0:
         return s
-    indices = row_indices(s)
-    # Sorting groups equal indices (padding, = n, goes last); each group is
-    # one row of the result. All shapes stay [k].
-    sorted_indices, segments, segment_of_entry = jax.lax.platform_dependent(
-        indices, cpu=_segments_by_search, default=_segments_by_pair_sort
-    )
+    unique, slot = group_duplicates(s)
     # Sum low-precision rows in float32 (one rounding, when stored).
     wide = s.values.dtype if s.values.dtype.itemsize >= 4 else jnp.float32
     sums = (
         jnp.zeros(s.values.shape, wide)
-        .at[segment_of_entry]
+        .at[slot]
         .add(s.values.astype(wide), mode="promise_in_bounds")
-    )
-    unique = (
-        jnp.full([k], n, indices.dtype)
-        .at[segments]
-        .min(sorted_indices, indices_are_sorted=True, mode="promise_in_bounds")
     )
     valid = unique < n
     sums = jnp.where(valid.reshape((k,) + (1,) * (sums.ndim - 1)), sums, 0)

@@ -6,11 +6,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jsgd import _tree, _validation
-from jsgd._indexed_slices import IndexedSlices
-from jsgd._sparse_rows import row_step
+from jsgd._indexed_slices import IndexedSlices, group_duplicates
+from jsgd._sparse_rows import gather_rows, row_step, scatter_rows
 
 
 class MomentumState(NamedTuple):
@@ -122,7 +123,7 @@ def momentum(
         m_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(momentum, dtype))
         gain_as = None
         if not undamped:
-            plain = (state.count == 0) | (jnp.asarray(momentum) == 0)
+            plain = (state.count == 0) | _is_zero_in_float32(momentum)
             gain = jnp.where(plain, 1.0, 1 - dampening)
             gain_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(gain, dtype))
 
@@ -144,11 +145,32 @@ def momentum(
             v = new_velocity(u, v)
             return output(u, v), v
 
+        def heavy_ball_rows(
+            u: IndexedSlices, v: jax.Array
+        ) -> tuple[IndexedSlices, jax.Array]:
+            # The lazy rule on the touched rows, with the duplicates summed
+            # straight into the decayed rows: m*v[i] + g_1 + g_2 + ... This
+            # saves the separate buffer of sums (a fifth of the step on CPU);
+            # Nesterov needs those sums and takes the general row step.
+            unique, slot = group_duplicates(u)
+            dtype = _tree.compute_dtype(u.dtype, v.dtype)
+            g = _tree.cast(u.values, dtype)
+            if gain_as is not None:
+                g = gain_as(dtype) * g
+            decayed = m_as(dtype) * _tree.cast(gather_rows(v, unique), dtype)
+            rows = decayed.at[slot].add(g, mode="promise_in_bounds")
+            stored = _tree.cast(rows, v.dtype)
+            out = IndexedSlices(_tree.cast(stored, u.dtype), unique, u.dense_shape)
+            return out, scatter_rows(v, unique, stored)
+
         def step(u: Any, v: jax.Array) -> tuple[Any, jax.Array]:
             if isinstance(u, IndexedSlices):
-                if lazy:
+                if not lazy:
+                    u = u.to_dense()
+                elif nesterov or u.indices.shape[0] == 0:
                     return row_step(u, v, dense_step)
-                u = u.to_dense()
+                else:
+                    return heavy_ball_rows(u, v)
             return dense_step(u, v)
 
         updates, velocity = _tree.map_updates_and_state(step, updates, state.velocity)
@@ -157,6 +179,18 @@ def momentum(
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _is_zero_in_float32(momentum: jax.typing.ArrayLike) -> jax.Array | bool:
+    """Whether ``momentum`` is 0 once read as float32 (then torch's plain SGD).
+
+    A concrete value is decided here, exactly: compared by XLA:CPU, which
+    flushes subnormals to zero, a momentum of 1e-45 would count as 0.
+    """
+    value = _validation.concrete_scalar("momentum", momentum)
+    if value is None:
+        return jnp.asarray(momentum) == 0
+    return bool(np.float32(value) == 0)
 
 
 # `nesterov` below takes an argument named `momentum`, which hides the function.

@@ -153,3 +153,19 @@ def test_sgd_never_crashes_and_agrees_with_numpy(problem):
         np.testing.assert_allclose(
             np.asarray(got, np.float64), want, rtol=rtol, atol=rtol * scale
         )
+
+
+def test_a_subnormal_momentum_is_not_zero():
+    # Found by the fuzz test: XLA:CPU flushes subnormals to zero, so comparing
+    # momentum=1e-45 with 0 there made torch's dampening rule think it was plain
+    # SGD. A concrete momentum is now read exactly (as float32, like NumPy).
+    hyper = dict(learning_rate=0.5, momentum=1.401298464324817e-45, dampening=0.3)
+    tx = jsgd.sgd(**hyper, lr_in_velocity=False)
+    w = [jnp.asarray(0.125, jnp.float32)]
+    state = tx.init(w)
+    for g in (-0.25, 0.625):
+        updates, state = tx.update([jnp.asarray(g, jnp.float32)], state, w)
+        w = [p + u for p, u in zip(w, updates, strict=True)]
+    # Step 1: b = g = -0.25 (undamped); step 2: b = m*b + 0.7 * 0.625 = 0.4375.
+    expected = 0.125 + 0.5 * 0.25 - 0.5 * 0.4375
+    np.testing.assert_allclose(float(w[0]), expected, rtol=1e-6)
