@@ -117,11 +117,6 @@ jax.tree_util.register_dataclass(
 )
 
 
-def is_indexed_slices(x: object) -> bool:
-    """Whether ``x`` is an :class:`IndexedSlices`."""
-    return isinstance(x, IndexedSlices)
-
-
 def check_slices(s: IndexedSlices) -> None:
     """Raises a clear error for inconsistent shapes or non-integer indices."""
     values, indices = s.values, s.indices
@@ -165,9 +160,9 @@ def live_values(s: IndexedSlices) -> jax.Array:
 
 def _segments(sorted_indices: jax.Array) -> jax.Array:
     """The id of each sorted position's group of equal indices (0, 1, ...)."""
-    starts = jnp.concatenate(
-        [jnp.ones([1], bool), sorted_indices[1:] != sorted_indices[:-1]]
-    )
+    # Written to hold for k = 0 and k = 1 as well.
+    k = sorted_indices.shape[0]
+    starts = jnp.ones([k], bool).at[1:].set(sorted_indices[1:] != sorted_indices[:-1])
     return jnp.cumsum(starts, dtype=jnp.int32) - 1
 
 
@@ -223,11 +218,8 @@ def group_duplicates(s: IndexedSlices) -> tuple[jax.Array, jax.Array]:
 
 def coalesce(s: IndexedSlices) -> IndexedSlices:
     """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
-    check_slices(s)
+    unique, slot = group_duplicates(s)  # checks s
     k, n = s.indices.shape[0], s.num_rows
-    if k == 0:
-        return s
-    unique, slot = group_duplicates(s)
     # Sum low-precision rows in float32 (one rounding, when stored).
     wide = s.values.dtype if s.values.dtype.itemsize >= 4 else jnp.float32
     sums = (

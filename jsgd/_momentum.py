@@ -167,7 +167,7 @@ def momentum(
             if isinstance(u, IndexedSlices):
                 if not lazy:
                     u = u.to_dense()
-                elif nesterov or u.indices.shape[0] == 0:
+                elif nesterov:
                     return row_step(u, v, dense_step)
                 else:
                     return heavy_ball_rows(u, v)

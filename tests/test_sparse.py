@@ -597,3 +597,19 @@ def test_sparse_dtypes_follow_the_rules(param_dtype, grad_dtype, accumulator_dty
     np.testing.assert_allclose(np.float32(new[1, 0]), 0.81, rtol=1e-2)
     np.testing.assert_allclose(np.float32(new[4, 0]), 1 - 0.095, rtol=1e-2)
     np.testing.assert_array_equal(np.float32(new[0]), 1.0)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+@pytest.mark.parametrize(
+    "tx",
+    [jsgd.sgd(0.1, 0.9), jsgd.sgd(0.1, 0.9, nesterov=True), jsgd.adagrad(0.1)],
+    ids=["momentum", "nesterov", "adagrad"],
+)
+def test_zero_and_one_rows_need_no_special_case(tx, k):
+    params = jnp.ones((3, 2))
+    g = jsgd.IndexedSlices(jnp.ones((k, 2)), jnp.zeros((k,), jnp.int32), (3, 2))
+    updates, _ = jax.jit(tx.update)(g, tx.init(params), params)
+    dense, _ = tx.update(g.to_dense(), tx.init(params), params)
+    np.testing.assert_allclose(
+        jsgd.apply_updates(params, updates), params + dense, rtol=1e-6
+    )
