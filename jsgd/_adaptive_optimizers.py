@@ -59,10 +59,11 @@ def adagrad(
       loss_scale_factor: divide the gradients by this first.
       gradient_accumulation_steps: step on the mean of this many micro-steps.
       accumulator_dtype: dtype of the accumulator (default: the parameters').
-      lazy: for :class:`jsgd.IndexedSlices` gradients, decay only the touched
-        rows when ``weight_decay`` is set (True) or every row (False). The
-        Adagrad step itself touches only the gradient's rows either way,
-        which is the dense result.
+      lazy: for :class:`jsgd.IndexedSlices` gradients, step only the touched
+        rows, decoupled weight decay included (True); or make the gradient
+        dense after the clips, as Keras 3 does (False): the dense result bit
+        for bit. Without weight decay the two agree (an untouched row's
+        Adagrad update is 0) but for the rounding of duplicate sums.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

@@ -11,7 +11,8 @@ import optax
 from jsgd._indexed_slices import IndexedSlices, check_slices, row_indices
 
 
-def _apply_leaf(param: Any, update: Any) -> Any:
+def apply_update(param: Any, update: Any) -> Any:
+    """One leaf of :func:`apply_updates`."""
     if param is None:
         return None
     if update is None:  # a frozen parameter: jsgd's transforms keep None
@@ -68,4 +69,4 @@ def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
              [0., 0.],
              [1., 1.]], dtype=float32)
     """
-    return jax.tree.map(_apply_leaf, params, updates, is_leaf=lambda x: x is None)
+    return jax.tree.map(apply_update, params, updates, is_leaf=lambda x: x is None)

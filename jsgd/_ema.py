@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from jsgd import _tree, _validation
+from jsgd._apply_updates import apply_update
 
 
 class AverageParamsState(NamedTuple):
@@ -106,11 +107,15 @@ def average_params(
         updates, inner_state = inner.update(
             updates, state.inner_state, params, **extra_args
         )
+        if overwrite_frequency is not None:
+            # An overwrite moves every row, so row updates leave dense (the
+            # average is O(table) per step anyway).
+            updates = _tree.densify(updates)
         real_steps = state.count // steps_per_update
         m = jnp.where(real_steps == 0, 0.0, momentum)
 
         def new_average(u, w, a):
-            new_w = (w + u).astype(w.dtype)  # what optax.apply_updates computes
+            new_w = apply_update(w, u)  # what (jsgd|optax).apply_updates computes
             dtype = _tree.compute_dtype(w.dtype, a.dtype)
             decay = _tree.as_dtype(m, dtype)
             mixed = decay * a.astype(dtype) + (1 - decay) * new_w.astype(dtype)
@@ -122,7 +127,7 @@ def average_params(
             updates,
             params,
             state.average,
-            is_leaf=lambda x: x is None,
+            is_leaf=_tree.is_update_leaf,
         )
         if overwrite_frequency is not None:
             overwrite = (real_steps + 1) % overwrite_frequency == 0

@@ -146,8 +146,19 @@ def row_indices(s: IndexedSlices) -> jax.Array:
     ``n`` is out of bounds, so gathers with ``mode="fill"`` and scatters with
     ``mode="drop"`` skip it; a raw ``-1`` would wrap to the last row instead.
     """
-    n = s.num_rows
-    indices = s.indices
+    return padded_indices(s.indices, s.num_rows)
+
+
+def padded_indices(indices: jax.Array, n: int) -> jax.Array:
+    """:func:`row_indices` of raw ``indices`` into ``n`` rows.
+
+    The result's dtype holds ``n``: narrow indices (``uint16`` into a table of
+    70,000 rows, say) are widened first, because comparing them with ``n`` or
+    storing ``n`` in their own dtype would wrap onto a real row.
+    """
+    if jnp.iinfo(indices.dtype).max < n:
+        wide = jnp.int32 if n <= jnp.iinfo(jnp.int32).max else jnp.int64
+        indices = indices.astype(wide)
     return jnp.where((indices >= 0) & (indices < n), indices, n).astype(indices.dtype)
 
 
@@ -216,8 +227,12 @@ def group_duplicates(s: IndexedSlices) -> tuple[jax.Array, jax.Array]:
     return unique, slot
 
 
-def coalesce(s: IndexedSlices) -> IndexedSlices:
-    """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`."""
+def coalesce(s: IndexedSlices, *, keep_wide: bool = False) -> IndexedSlices:
+    """Sums duplicate rows of ``s``: see :meth:`IndexedSlices.coalesce`.
+
+    With ``keep_wide`` the sums of low-precision rows stay in float32, for a
+    row step that rounds once, when it stores its result.
+    """
     unique, slot = group_duplicates(s)  # checks s
     k, n = s.indices.shape[0], s.num_rows
     # Sum low-precision rows in float32 (one rounding, when stored).
@@ -229,4 +244,6 @@ def coalesce(s: IndexedSlices) -> IndexedSlices:
     )
     valid = unique < n
     sums = jnp.where(valid.reshape((k,) + (1,) * (sums.ndim - 1)), sums, 0)
-    return IndexedSlices(sums.astype(s.values.dtype), unique, s.dense_shape)
+    if not keep_wide:
+        sums = sums.astype(s.values.dtype)
+    return IndexedSlices(sums, unique, s.dense_shape)

@@ -105,6 +105,24 @@ def _divide_by(factor: Any) -> optax.GradientTransformationExtraArgs:
     )
 
 
+def _densifying(
+    transformation: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+    """``transformation`` fed dense arrays for its ``IndexedSlices`` updates.
+
+    ``lazy=False``: Keras 3 densifies a sparse gradient at its first
+    arithmetic, after the clips (which act on the values, as tf.clip_by_norm
+    does), so everything from the learning-rate step on is the dense rule.
+    The state is ``transformation``'s own.
+    """
+    inner = optax.with_extra_args_support(transformation)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        return inner.update(_tree.densify(updates), state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+
+
 def checked_chain(
     *steps: optax.GradientTransformation,
 ) -> optax.GradientTransformationExtraArgs:
@@ -144,9 +162,10 @@ def keras_chain(
     Per step: divide by ``loss_scale_factor``; accumulate (when
     ``gradient_accumulation_steps``), and on real steps: clip (value, norm,
     global norm), run ``core`` at the learning rate ``lr_t`` (``decay`` and the
-    accumulation shift applied), add decoupled weight decay (only to the
-    touched rows of ``IndexedSlices`` when ``lazy``); then update the
-    parameters' EMA (when ``use_ema``).
+    accumulation shift applied; ``IndexedSlices`` made dense first unless
+    ``lazy``), add decoupled weight decay (only to the touched rows of
+    ``IndexedSlices`` when ``lazy``); then update the parameters' EMA (when
+    ``use_ema``).
     """
     validate_keras_keywords(
         clipvalue=clipvalue,
@@ -173,7 +192,10 @@ def keras_chain(
         steps.append(clip_by_norm(clipnorm))
     if global_clipnorm is not None:
         steps.append(clip_by_global_norm(global_clipnorm))
-    steps += core(learning_rate)
+    core_steps = core(learning_rate)
+    if not lazy:
+        core_steps = [_densifying(core_steps[0]), *core_steps[1:]]
+    steps += core_steps
     if weight_decay is not None and not _validation.is_static_zero(weight_decay):
         steps.append(decoupled_weight_decay(weight_decay, learning_rate, lazy=lazy))
     transformation = checked_chain(*steps)

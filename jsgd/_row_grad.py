@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from jsgd._indexed_slices import IndexedSlices
+from jsgd._indexed_slices import IndexedSlices, padded_indices
 
 
 def value_and_row_grad(
@@ -57,8 +56,7 @@ def value_and_row_grad(
         n = table.shape[0]
         # Padding indices (outside [0, n)) read zero rows rather than being
         # clamped or wrapped onto a real row.
-        padded = jnp.where((indices >= 0) & (indices < n), indices, n)
-        rows = table.at[padded].get(mode="fill", fill_value=0)
+        rows = table.at[padded_indices(indices, n)].get(mode="fill", fill_value=0)
         value, rows_grad = jax.value_and_grad(fun, has_aux=has_aux)(rows, *args)
         row_shape = table.shape[1:]
         grad = IndexedSlices(

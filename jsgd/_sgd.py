@@ -74,7 +74,8 @@ def sgd(
     ``lazy=True`` it is tf.keras's ``SparseApplyKerasMomentum``: duplicates
     summed, ``v[i] = m*v[i] - lr_t*g[i]; w[i] += v[i]`` for touched rows only
     (Nesterov ``w[i] += m*v[i] - lr_t*g[i]``); untouched rows keep a stale
-    velocity. ``lazy=False`` gives the dense result. Clipping uses the
+    velocity. ``lazy=False`` is Keras 3: the gradient is made dense after the
+    clips, and the step is the dense one bit for bit. Clipping uses the
     values' norms, as ``tf.clip_by_norm`` does.
 
     A ``momentum`` given as the Python number 0 keeps no velocity (and

@@ -16,6 +16,8 @@ def gather_rows(table: jax.Array, indices: jax.Array) -> jax.Array:
     ``indices`` must be coalesced (ascending, padding last).
     """
     n = table.shape[0]
+    if n == 0:  # every index is padding
+        return jnp.zeros(indices.shape + table.shape[1:], table.dtype)
     # A clamped in-bounds gather, masked after, is faster on CPU than a
     # bounds-checked one ("fill"); padding reads row n - 1 and is zeroed.
     rows = table.at[jnp.minimum(indices, n - 1)].get(
@@ -44,12 +46,16 @@ def row_step(
 
     ``fn(rows_of_update, rows_of_state) -> (new_update_rows, new_state_rows)``
     is the dense per-leaf rule applied to the ``k`` touched rows; the other
-    rows of ``state`` keep their values. Returns the coalesced update rows and
-    the new state.
+    rows of ``state`` keep their values. Low-precision duplicates are summed
+    in float32 and reach ``fn`` so, which rounds once, when it stores. Returns
+    the coalesced update rows (in the update's dtype) and the new state.
     """
-    rows = coalesce(update)
+    rows = coalesce(update, keep_wide=True)
     new_update, new_state = fn(rows.values, gather_rows(state, rows.indices))
-    return rows.replace_values(new_update), scatter_rows(state, rows.indices, new_state)
+    return (
+        rows.replace_values(new_update.astype(update.dtype)),
+        scatter_rows(state, rows.indices, new_state),
+    )
 
 
 def with_param_rows(
@@ -57,6 +63,10 @@ def with_param_rows(
     params: jax.Array,
     fn: Callable[[jax.Array, jax.Array], jax.Array],
 ) -> IndexedSlices:
-    """``fn(rows_of_update, rows_of_params)`` on the coalesced touched rows."""
-    rows = coalesce(update)
-    return rows.replace_values(fn(rows.values, gather_rows(params, rows.indices)))
+    """``fn(rows_of_update, rows_of_params)`` on the coalesced touched rows.
+
+    As in :func:`row_step`, low-precision sums reach ``fn`` in float32.
+    """
+    rows = coalesce(update, keep_wide=True)
+    new_update = fn(rows.values, gather_rows(params, rows.indices))
+    return rows.replace_values(new_update.astype(update.dtype))

@@ -21,14 +21,23 @@ except ImportError:  # pragma: no cover - optax moved it
     )
 
 
-def _is_update_leaf(x: Any) -> bool:
+def is_update_leaf(x: Any) -> bool:
     """The leaves of an update tree: arrays, ``None`` and ``IndexedSlices``."""
     return x is None or isinstance(x, IndexedSlices)
 
 
+def densify(updates: Any) -> Any:
+    """``updates`` with every :class:`IndexedSlices` leaf made a dense array."""
+    return jax.tree.map(
+        lambda u: u.to_dense() if isinstance(u, IndexedSlices) else u,
+        updates,
+        is_leaf=is_update_leaf,
+    )
+
+
 def update_leaves(updates: Any) -> list[Any]:
     """The update leaves, an ``IndexedSlices`` counting as one (``None`` skipped)."""
-    leaves = jax.tree.leaves(updates, is_leaf=_is_update_leaf)
+    leaves = jax.tree.leaves(updates, is_leaf=is_update_leaf)
     return [leaf for leaf in leaves if leaf is not None]
 
 
@@ -47,7 +56,7 @@ def check_matching(updates: Any, other: Any, what: str) -> None:
 
     ``other`` may hold anything where ``updates`` holds ``None``.
     """
-    treedef = jax.tree.structure(updates, is_leaf=_is_update_leaf)
+    treedef = jax.tree.structure(updates, is_leaf=is_update_leaf)
     try:
         treedef.flatten_up_to(other)
     except (ValueError, TypeError):
@@ -55,10 +64,10 @@ def check_matching(updates: Any, other: Any, what: str) -> None:
     else:
         return
     ours = dict(
-        jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_update_leaf)[0]
+        jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_update_leaf)[0]
     )
     theirs = dict(
-        jax.tree_util.tree_flatten_with_path(other, is_leaf=_is_update_leaf)[0]
+        jax.tree_util.tree_flatten_with_path(other, is_leaf=is_update_leaf)[0]
     )
     path = next((p for p in ours if p not in theirs), None)
     if path is not None:
@@ -138,7 +147,7 @@ def map_updates(
         return fn(u, *r)
 
     return jax.tree_util.tree_map_with_path(
-        leaf, updates, *rest, is_leaf=_is_update_leaf
+        leaf, updates, *rest, is_leaf=is_update_leaf
     )
 
 
@@ -158,7 +167,7 @@ def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
         return fn(u, s)
 
     return jax.tree_util.tree_map_with_path(
-        leaf, updates, state, is_leaf=_is_update_leaf
+        leaf, updates, state, is_leaf=is_update_leaf
     )
 
 
@@ -171,9 +180,9 @@ def map_updates_and_state(
     updates stay ``None`` and keep their state leaf.
     """
     check_matching(updates, state, "optimizer state")
-    treedef = jax.tree.structure(updates, is_leaf=_is_update_leaf)
+    treedef = jax.tree.structure(updates, is_leaf=is_update_leaf)
     for path, u in jax.tree_util.tree_flatten_with_path(
-        updates, is_leaf=_is_update_leaf
+        updates, is_leaf=is_update_leaf
     )[0]:
         if u is not None:
             require_inexact(path, u, "update")

@@ -205,6 +205,45 @@ def test_lazy_false_is_the_dense_result(make):
 @pytest.mark.parametrize(
     "make",
     [
+        lambda: jsgd.sgd(schedule, lazy=False),
+        lambda: jsgd.sgd(schedule, 0.9, lazy=False, weight_decay=0.1),
+        lambda: jsgd.SGD(schedule, 0.8, nesterov=True, lazy=False),
+        lambda: jsgd.adagrad(schedule, lazy=False),
+    ],
+    ids=["sgd", "momentum+wd", "SGD-nesterov", "adagrad"],
+)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_lazy_false_optimizers_are_bitwise_the_dense_result(make, dtype):
+    # Keras 3 densifies a sparse gradient before its first arithmetic: the
+    # whole step, from the learning rate on, is the dense one, bit for bit,
+    # duplicates included (their sum rounds as the dense gradient's does).
+    rng = np.random.default_rng(4)
+    w0 = initial_table().astype(dtype)
+    grads = [(v.astype(dtype), i) for v, i in random_slices(rng, steps=3)]
+    dense, dense_state = run_jsgd(make(), w0, grads, sparse=False, jit=True)
+    sparse, sparse_state = run_jsgd(make(), w0, grads, sparse=True, jit=True)
+    np.testing.assert_array_equal(np.float32(sparse), np.float32(dense))
+    for a, b in zip(
+        jax.tree.leaves(sparse_state), jax.tree.leaves(dense_state), strict=True
+    ):
+        np.testing.assert_array_equal(np.float32(a), np.float32(b))
+
+
+def test_lazy_false_plain_sgd_sums_duplicates_before_the_step():
+    # Four duplicates of 1e-8 at lr 1: the dense gradient is 4e-8 and
+    # 1 - 4e-8 rounds to 0.99999994 in float32; four separate subtractions of
+    # 1e-8 would each round back to 1.0 (the legacy lazy rule does that).
+    g = (np.full((4, 1), 1e-8, np.float32), np.zeros(4, np.int32))
+    w0 = np.ones((2, 1), np.float32)
+    not_lazy, _ = run_jsgd(jsgd.sgd(1.0, lazy=False), w0, [g])
+    lazy, _ = run_jsgd(jsgd.sgd(1.0), w0, [g])
+    assert np.float32(not_lazy[0, 0]) == np.float32(1 - 4e-8) == np.float32(0.99999994)
+    assert np.float32(lazy[0, 0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
         lambda: jsgd.sgd(schedule),
         lambda: jsgd.sgd(0.1, decay=0.5),
         lambda: jsgd.adagrad(schedule),
@@ -407,6 +446,48 @@ def test_scan_over_steps():
     np.testing.assert_allclose(params["t"][0], -0.1 - 0.19, rtol=1e-6)
 
 
+def test_ema_averages_the_parameters_that_row_updates_produce():
+    # use_ema on row updates: the updates pass through unchanged (still rows)
+    # and the average is Keras's EMA of the parameters after each update.
+    grads = random_slices(np.random.default_rng(5), steps=4)
+    tx = jsgd.sgd(schedule, 0.9, use_ema=True, ema_momentum=0.5)
+    plain = jsgd.sgd(schedule, 0.9)
+    params = {"table": jnp.asarray(initial_table())}
+    state, plain_state = tx.init(params), plain.init(params)
+    average = None
+    for values, indices in grads:
+        g = {"table": jsgd.IndexedSlices(values, indices, (N, D))}
+        updates, state = jax.jit(tx.update)(g, state, params)
+        expected, plain_state = plain.update(g, plain_state, params)
+        assert isinstance(updates["table"], jsgd.IndexedSlices)
+        np.testing.assert_array_equal(updates["table"].values, expected["table"].values)
+        params = jsgd.apply_updates(params, updates)
+        w = np.asarray(params["table"])
+        average = w if average is None else np.float32(0.5) * (average + w)
+        np.testing.assert_allclose(
+            jsgd.averaged_params(state)["table"], average, rtol=1e-6, atol=1e-7
+        )
+
+
+def test_ema_overwrite_with_row_updates_moves_every_row():
+    # An overwrite step sets every row to its average, so with
+    # ema_overwrite_frequency the row updates leave as dense arrays.
+    grads = random_slices(np.random.default_rng(6), steps=2)
+    tx = jsgd.sgd(
+        schedule, 0.9, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2
+    )
+    params = {"table": jnp.asarray(initial_table())}
+    state = tx.init(params)
+    for values, indices in grads:
+        g = {"table": jsgd.IndexedSlices(values, indices, (N, D))}
+        updates, state = jax.jit(tx.update)(g, state, params)
+        assert not isinstance(updates["table"], jsgd.IndexedSlices)
+        params = jsgd.apply_updates(params, updates)
+    np.testing.assert_allclose(
+        params["table"], jsgd.averaged_params(state)["table"], rtol=1e-6, atol=1e-6
+    )
+
+
 def test_accumulate_gradients_with_sparse_rows_equals_dense():
     rng = np.random.default_rng(5)
     w0, grads = initial_table(), random_slices(rng, steps=4)
@@ -456,6 +537,34 @@ def test_both_grouping_strategies_agree(indices):
         _segments_by_search(indices), _segments_by_pair_sort(indices), strict=True
     ):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "indices", "rows"),
+    [
+        (jnp.uint16, 70_000, [10, 5000, 65535], [10, 5000, 65535]),
+        (jnp.int16, 40_000, [-1, 3, 32767], [3, 32767]),
+        (jnp.uint8, 300, [255, 7, 7], [7, 255]),
+    ],
+)
+def test_narrow_index_dtypes_reach_every_row(dtype, n, indices, rows):
+    # The padding index n does not fit the indices' dtype: it must not wrap
+    # onto a real row (70,000 as uint16 is 4,464), nor hide one.
+    indices = jnp.array(indices, dtype)
+    g = jsgd.IndexedSlices(jnp.ones((len(indices), 1)), indices, (n, 1))
+    touched = lambda a: np.flatnonzero(np.asarray(a)[:, 0]).tolist()  # noqa: E731
+    assert touched(g.to_dense()) == rows
+    assert touched(jsgd.apply_updates(jnp.zeros((n, 1)), g)) == rows
+    tx = jsgd.sgd(0.1, 0.9)
+    params = {"table": jnp.zeros((n, 1))}
+    updates, state = jax.jit(tx.update)({"table": g}, tx.init(params))
+    assert touched(jsgd.apply_updates(params, updates)["table"]) == rows
+    assert touched(velocity_of(state)) == rows
+    table = jnp.arange(n, dtype=jnp.float32)[:, None]
+    value, grad = jsgd.value_and_row_grad(lambda r: jnp.sum(r))(table, indices)
+    looked_up = np.asarray(indices, np.int64)
+    assert float(value) == float(np.sum(looked_up[(looked_up >= 0) & (looked_up < n)]))
+    assert touched(grad.to_dense()) == rows
 
 
 def test_indexed_slices_is_a_pytree_with_static_dense_shape():
@@ -597,6 +706,38 @@ def test_sparse_dtypes_follow_the_rules(param_dtype, grad_dtype, accumulator_dty
     np.testing.assert_allclose(np.float32(new[1, 0]), 0.81, rtol=1e-2)
     np.testing.assert_allclose(np.float32(new[4, 0]), 1 - 0.095, rtol=1e-2)
     np.testing.assert_array_equal(np.float32(new[0]), 1.0)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [jsgd.sgd(1.0, 0.9, nesterov=True), jsgd.sgd(1.0, 0.9)],
+    ids=["nesterov", "heavy-ball"],
+)
+def test_low_precision_duplicates_are_summed_in_float32(tx):
+    # bfloat16 rows 1 and 2**-8 at one index: their float32 sum 1.00390625
+    # reaches the float32 velocity unrounded (as bfloat16 it would be 1.0).
+    params = {"table": jnp.zeros((4, 1), jnp.float32)}
+    values = jnp.array([[1.0], [2.0**-8]], jnp.bfloat16)
+    g = {"table": jsgd.IndexedSlices(values, jnp.array([2, 2]), (4, 1))}
+    _, state = jax.jit(tx.update)(g, tx.init(params), params)
+    assert float(velocity_of(state)[2, 0]) == -1.00390625
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        jsgd.sgd(0.1, 0.9),
+        jsgd.sgd(0.1, 0.9, nesterov=True),
+        jsgd.adagrad(0.1),
+        jsgd.sgd(0.1, 0.9, weight_decay=0.1),
+    ],
+    ids=["momentum", "nesterov", "adagrad", "weight-decay"],
+)
+def test_a_table_of_zero_rows_takes_row_updates(tx):
+    params = jnp.zeros((0, 2))
+    g = jsgd.IndexedSlices(jnp.ones((3, 2)), jnp.array([0, -1, 5]), (0, 2))
+    updates, _ = jax.jit(tx.update)(g, tx.init(params), params)
+    assert jsgd.apply_updates(params, updates).shape == (0, 2)
 
 
 @pytest.mark.parametrize("k", [0, 1])
