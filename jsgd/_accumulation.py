@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree
-from jsgd._indexed_slices import IndexedSlices, row_indices
+from jsgd import _tree, _validation
+from jsgd._indexed_slices import IndexedSlices
+from jsgd._sparse_rows import add_rows
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -34,6 +35,7 @@ def check_steps(name: str, steps: Any) -> int:
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
         raise ValueError(
             f"`{name}` must be an integer >= 2. Received: {name}={steps!r}"
+            + _validation.static_int_hint(steps)
         )
     return int(steps)
 
@@ -111,9 +113,7 @@ def accumulate_gradients(
         def micro_step(_):
             def add(g, a):
                 if isinstance(g, IndexedSlices):  # O(k): add the rows only
-                    return None, a.at[row_indices(g)].add(
-                        g.values.astype(a.dtype), mode="drop"
-                    )
+                    return None, add_rows(a, g)
                 dtype = _tree.compute_dtype(g.dtype, a.dtype)
                 return None, (g.astype(dtype) + a.astype(dtype)).astype(a.dtype)
 

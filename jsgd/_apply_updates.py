@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd._indexed_slices import IndexedSlices, check_slices, row_indices
+from jsgd._indexed_slices import IndexedSlices, check_slices
+from jsgd._sparse_rows import add_rows
 
 
 def apply_update(param: Any, update: Any) -> Any:
@@ -25,9 +26,7 @@ def apply_update(param: Any, update: Any) -> Any:
                 "jsgd.apply_updates: an IndexedSlices update of dense_shape "
                 f"{update.dense_shape} for a parameter of shape {param.shape}."
             )
-        return param.at[row_indices(update)].add(
-            update.values.astype(param.dtype), mode="drop"
-        )
+        return add_rows(param, update)
     return jnp.asarray(param + update).astype(param.dtype)
 
 
@@ -36,10 +35,14 @@ def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
 
     A drop-in for ``optax.apply_updates``: for a dense leaf
     ``w = (w + u).astype(w.dtype)``, exactly optax's. For an
-    ``IndexedSlices`` leaf, ``w[indices] += values`` (values cast to
-    ``w.dtype``; duplicate indices add up; padding rows are dropped), which
-    writes only ``k`` rows: under ``jit`` with the parameters donated
-    (``donate_argnums``) the table is updated in place. A ``None`` parameter
+    ``IndexedSlices`` leaf, ``w[indices] += values`` (duplicate indices add
+    up; padding rows are dropped): a float32 or wider table adds the values
+    cast to its dtype one by one, as tf.keras's scatter-add; a narrower one
+    gets each row's float32 sum, added in float32 and rounded once, as the
+    dense step rounds. It writes only ``k`` rows: under ``jit`` with the
+    parameters donated (``donate_argnums``) the table is updated in place
+    (except a bfloat16 table on the CPU, where XLA converts the whole table
+    for the scatter). A ``None`` parameter
     stays ``None``; a ``None`` update leaves its parameter unchanged.
 
     Args:

@@ -34,6 +34,7 @@ def check_overwrite_frequency(name: str, value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(
             f"`{name}` must be an integer >= 1 or None. Received: {name}={value!r}"
+            + _validation.static_int_hint(value)
         )
     return int(value)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jsgd._indexed_slices import IndexedSlices, coalesce
+from jsgd._indexed_slices import IndexedSlices, coalesce, row_indices
 
 
 def gather_rows(table: jax.Array, indices: jax.Array) -> jax.Array:
@@ -35,6 +35,23 @@ def scatter_rows(table: jax.Array, indices: jax.Array, rows: jax.Array) -> jax.A
     return table.at[indices].set(
         rows.astype(table.dtype), mode="drop", indices_are_sorted=True
     )
+
+
+def add_rows(table: jax.Array, update: IndexedSlices) -> jax.Array:
+    """``table[indices] += values``: duplicates add up, padding is dropped.
+
+    A float32 (or wider) table takes the values one by one, the legacy
+    scatter-add. A narrower table gets each row's float32 sum, added in
+    float32 and rounded once, as the dense ``(w + u).astype(w.dtype)``: added
+    one by one in bfloat16, a hundred duplicates of 0.003 would move a row of
+    ones by 0.39 instead of 0.3.
+    """
+    if table.dtype.itemsize >= 4 or not jnp.issubdtype(table.dtype, jnp.floating):
+        values = update.values.astype(table.dtype)
+        return table.at[row_indices(update)].add(values, mode="drop")
+    rows = coalesce(update, keep_wide=True)
+    current = gather_rows(table, rows.indices).astype(jnp.float32)
+    return scatter_rows(table, rows.indices, current + rows.values.astype(jnp.float32))
 
 
 def row_step(

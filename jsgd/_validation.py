@@ -100,6 +100,16 @@ def check_learning_rate(name: str, value: Any) -> None:
     check_non_negative(name, value)
 
 
+def static_int_hint(value: Any) -> str:
+    """Advice for an array where a Python int fixes the program's structure."""
+    if isinstance(value, (np.ndarray, np.generic, Tracer)) or hasattr(value, "shape"):
+        return (
+            " (it shapes the program, so it must be a Python int; under "
+            "optax.inject_hyperparams, pass it in `static_args`)"
+        )
+    return ""
+
+
 def check_bool(name: str, value: Any) -> None:
     """Requires a Python bool (a static switch, never traced)."""
     if not isinstance(value, (bool, np.bool_)):

@@ -708,6 +708,28 @@ def test_sparse_dtypes_follow_the_rules(param_dtype, grad_dtype, accumulator_dty
     np.testing.assert_array_equal(np.float32(new[0]), 1.0)
 
 
+@pytest.mark.parametrize("table_dtype", [jnp.bfloat16, jnp.float16])
+def test_rows_added_to_a_narrow_table_round_once(table_dtype):
+    # A hundred duplicates of -0.003 into a row of ones: their float32 sum is
+    # added in float32 and rounded once, as the dense step does; added one by
+    # one in bfloat16 each would round (to 0.609). The accumulator of
+    # gradient accumulation takes rows the same way.
+    table = jnp.ones((4, 1), table_dtype)
+    g = jsgd.IndexedSlices(
+        jnp.full((100, 1), -0.003, jnp.float32), jnp.zeros(100, jnp.int32), (4, 1)
+    )
+    expected = optax.apply_updates(table, g.to_dense())
+    assert expected[0, 0] == jnp.asarray(1 - 0.3, table_dtype)
+    np.testing.assert_array_equal(jsgd.apply_updates(table, g), expected)
+    tx = jsgd.sgd(1.0, gradient_accumulation_steps=2)
+    _, sparse_state = tx.update(g, tx.init(table), table)
+    _, dense_state = tx.update(g.to_dense(), tx.init(table), table)
+    for a, b in zip(
+        jax.tree.leaves(sparse_state), jax.tree.leaves(dense_state), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize(
     "tx",
     [jsgd.sgd(1.0, 0.9, nesterov=True), jsgd.sgd(1.0, 0.9)],

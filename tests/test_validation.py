@@ -907,6 +907,26 @@ def test_inject_hyperparams_sgd():
     np.testing.assert_allclose(u3, 0.9 * -0.19, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"gradient_accumulation_steps": 2}, "gradient_accumulation_steps"),
+        ({"use_ema": True, "ema_overwrite_frequency": 3}, "ema_overwrite_frequency"),
+    ],
+)
+def test_inject_hyperparams_points_structural_ints_to_static_args(kwargs, name):
+    # inject_hyperparams turns numbers into arrays; these fix the program's
+    # structure, so the error says how to keep them Python ints.
+    tx = optax.inject_hyperparams(jsgd.sgd)(learning_rate=0.1, **kwargs)
+    with pytest.raises(ValueError, match=rf"`{name}` must be an integer.*static_args"):
+        tx.init(jnp.zeros(2))
+    tx = optax.inject_hyperparams(jsgd.sgd, static_args=tuple(kwargs))(
+        learning_rate=0.1, **kwargs
+    )
+    updates, _ = tx.update(jnp.ones(2), tx.init(jnp.zeros(2)), jnp.zeros(2))
+    assert updates.shape == (2,)
+
+
 def test_inject_hyperparams_matches_plain_sgd():
     kwargs = {"learning_rate": 0.05, "momentum": 0.8, "dampening": 0.1, "decay": 0.1}
     injected = optax.inject_hyperparams(jsgd.sgd, static_args=("nesterov",))(
