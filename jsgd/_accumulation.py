@@ -18,7 +18,8 @@ class AccumulateGradientsState(NamedTuple):
     """State of :func:`jsgd.accumulate_gradients`.
 
     Attributes:
-      count: int32 number of micro-steps taken (saturating).
+      count: int32 number of micro-steps taken; near the int32 maximum it
+        cycles through its last ``steps`` values, so real steps carry on.
       accumulated: the sum of the micro-batch gradients since the last real
         step, in the parameters' dtype.
       inner_state: the wrapped transformation's state (it advances only on
@@ -91,7 +92,7 @@ def accumulate_gradients(
 
     def update_fn(updates, state, params=None, **extra_args):
         _tree.check_state(state, AccumulateGradientsState, "accumulate_gradients")
-        is_real_step = (state.count + 1) % steps == 0
+        is_real_step = state.count % steps == steps - 1
 
         def real_step(_):
             def mean(g, a):
@@ -132,7 +133,7 @@ def accumulate_gradients(
             is_real_step, real_step, micro_step, None
         )
         return new_updates, AccumulateGradientsState(
-            count=_tree.increment(state.count),
+            count=_tree.increment(state.count, steps),
             accumulated=accumulated,
             inner_state=inner_state,
         )

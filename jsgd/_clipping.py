@@ -99,8 +99,9 @@ def clip_by_norm(
 
     ``u = g * c / max(||g||, c)`` for every leaf separately; ``||g||`` is
     accumulated in at least float32. If a leaf's norm is not finite (it holds
-    an inf or NaN) the whole leaf becomes NaN, rather than its finite entries
-    silently becoming 0. State: ``optax.EmptyState``.
+    an inf or NaN, or its sum of squares overflows float32: entries beyond
+    about 1.8e19) the whole leaf becomes NaN, rather than its finite entries
+    silently becoming 0 as in Keras 3. State: ``optax.EmptyState``.
 
     optax has no per-leaf L2 clip (``optax.clip_by_block_rms`` uses the RMS,
     which differs by ``sqrt(size)``).
@@ -173,7 +174,8 @@ def clip_by_global_norm(
     ``N = sqrt(sum over leaves of sum(|g|**2))`` accumulated in at least
     float32 (a float16 sum of squares would overflow past a norm of 256).
 
-    Non-finite norm: if any element of any leaf is inf or NaN, ``N`` is not
+    Non-finite norm: if any element of any leaf is inf or NaN (or the sum of
+    squares overflows float32: entries beyond about 1.8e19), ``N`` is not
     finite and *every* update becomes NaN (Keras 3's rule). A bad step is thus
     never silently turned into a partial one (optax's ``clip_by_global_norm``
     zeroes the finite leaves instead); wrap the optimizer in

@@ -17,7 +17,8 @@ class AverageParamsState(NamedTuple):
     """State of :func:`jsgd.average_params`.
 
     Attributes:
-      count: int32 number of micro-steps taken (saturating).
+      count: int32 number of micro-steps taken; near the int32 maximum it
+        cycles through its last period, so overwrites carry on.
       average: the moving average of the parameters, in their dtype.
       inner_state: the wrapped transformation's state.
     """
@@ -94,6 +95,8 @@ def average_params(
         "ema_overwrite_frequency", overwrite_frequency
     )
     inner = optax.with_extra_args_support(transformation)
+    # The count's phase decides the overwrites: it must keep cycling.
+    period = steps_per_update * (overwrite_frequency or 1)
 
     def init_fn(params: optax.Params) -> AverageParamsState:
         return AverageParamsState(
@@ -131,7 +134,7 @@ def average_params(
             is_leaf=_tree.is_update_leaf,
         )
         if overwrite_frequency is not None:
-            overwrite = (real_steps + 1) % overwrite_frequency == 0
+            overwrite = real_steps % overwrite_frequency == overwrite_frequency - 1
 
             def to_average(u, w, a):
                 jump = (a.astype(w.dtype) - w).astype(u.dtype)
@@ -141,7 +144,9 @@ def average_params(
                 to_average, updates, params, average, what="params"
             )
         return updates, AverageParamsState(
-            count=_tree.increment(state.count), average=average, inner_state=inner_state
+            count=_tree.increment(state.count, period),
+            average=average,
+            inner_state=inner_state,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -299,10 +299,17 @@ def zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
-def increment(count: jax.Array) -> jax.Array:
-    """Adds one to an int32 counter, saturating at the int32 maximum."""
+def increment(count: jax.Array, period: int = 1) -> jax.Array:
+    """Adds one to an int32 counter without ever wrapping.
+
+    With ``period = 1`` the counter saturates at the int32 maximum. A counter
+    whose phase ``count % period`` matters (every ``period``-th step does
+    something) steps back by one period instead of passing the largest
+    multiple of ``period`` in range, so that its phase keeps cycling forever.
+    """
     top = jnp.iinfo(jnp.int32).max
-    return jnp.where(count < top, count + 1, top).astype(jnp.int32)
+    last = top // period * period
+    return jnp.where(count < last, count + 1, count - (period - 1)).astype(jnp.int32)
 
 
 def require_params(params: Any) -> None:

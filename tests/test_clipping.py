@@ -71,6 +71,19 @@ def test_non_finite_leaf_norm_makes_only_that_leaf_nan():
     np.testing.assert_allclose(out["b"], [0.6, 0.8], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_an_overflowing_sum_of_squares_counts_as_non_finite(dtype):
+    # Finite entries whose squares overflow float32 (1e20**2 > 3.4e38): the
+    # norm is inf, so the leaf (or, for the global norm, every leaf) is NaN,
+    # the documented signal of a bad step (Keras 3's clipnorm gives zeros).
+    grads = {"a": jnp.array([1e20, -2e20, 0.5], dtype), "b": jnp.array([3.0, 4.0])}
+    out = apply(jsgd.clip_by_norm(1.0), grads)
+    assert bool(jnp.all(jnp.isnan(out["a"])))
+    np.testing.assert_allclose(out["b"], [0.6, 0.8], rtol=1e-6)
+    out = apply(jsgd.clip_by_global_norm(1.0), grads)
+    assert all(bool(jnp.all(jnp.isnan(u))) for u in out.values())
+
+
 def test_clip_by_value_keeps_nan_and_clips_inf():
     out = apply(jsgd.clip_by_value(2.0), jnp.array([jnp.nan, jnp.inf, -jnp.inf, 1.0]))
     assert bool(jnp.isnan(out[0]))

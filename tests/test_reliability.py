@@ -410,7 +410,37 @@ def test_counters_saturate_and_schedules_stay_finite(name):
         assert all(np.isfinite(u).all() for u in jax.tree.leaves(updates))
     for leaf in jax.tree.leaves(state):
         if leaf.dtype == jnp.int32:
-            assert int(leaf) == top
+            # Never wraps: it saturates, or (a counter with a period, such as
+            # gradient accumulation's) cycles through its last period.
+            assert top - 64 <= int(leaf) <= top
+
+
+@pytest.mark.parametrize("steps", [2, 3, 7])
+def test_periodic_steps_carry_on_past_the_int32_maximum(steps):
+    # Accumulation's real steps and the EMA's overwrites keep their period
+    # where a plain saturating counter would freeze them (or wrap).
+    params = jnp.zeros(2)
+    top = jnp.iinfo(jnp.int32).max
+    for tx, fires in (
+        (jsgd.sgd(1.0, gradient_accumulation_steps=steps), lambda u: bool(u.any())),
+        (
+            jsgd.sgd(0.0, use_ema=True, ema_overwrite_frequency=steps),
+            lambda u: bool(u.any()),
+        ),
+    ):
+        state = tx.init(params)
+        state = jax.tree.map(
+            lambda x: jnp.full_like(x, top - 3 * steps) if x.dtype == jnp.int32 else x,
+            state,
+        )
+        update = jax.jit(tx.update)
+        pattern = []
+        for _ in range(6 * steps):
+            params_now = params + 1.0  # the EMA's average differs from params
+            updates, state = update(jnp.ones(2), state, params_now)
+            pattern.append(fires(updates))
+        first = pattern.index(True)
+        assert pattern == [(i - first) % steps == 0 for i in range(6 * steps)]
 
 
 @pytest.mark.parametrize(
