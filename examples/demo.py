@@ -184,32 +184,58 @@ class Result:
     train_s: float
 
 
-def train(run: Run, data: tuple[jax.Array, ...], epochs: int, bar: tqdm) -> Result:
-    """Train ``run`` from the shared initial weights.
+@dataclass
+class Compiled:
+    """One optimizer's compiled epoch, with its initial parameters and state."""
 
-    The training loss is recorded after every step of the first epoch, then
-    about ten times an epoch.
+    run: Run
+    epoch: Any  # the compiled ``make_epoch`` program
+    params: Any
+    state: Any
+    initial_loss: float
+    compile_s: float
+    epoch_keys: jax.Array  # one shuffle key per epoch, the same for every run
+
+
+def compile_run(run: Run, data: tuple[jax.Array, ...], epochs: int) -> Compiled:
+    """Build ``run``'s initial state and compile its epoch (before any training).
+
+    Compiling every program first (and the eager initial loss and shuffle keys)
+    keeps compiles out of the training progress bar, whose rate (and so its
+    ETA) then counts epochs only.
     """
     x_train, y_train = data[:2]
     n_train = x_train.shape[0]
     batch_size = run.batch_size or n_train
-    n_batches = n_train // batch_size
     params = init_params(jax.random.key(SEED), (x_train.shape[1], HIDDEN, 10))
     state = run.optimizer.init(params)
-    epoch_keys = jax.random.split(jax.random.key(SEED + 1), epochs)
-    every_step, sparse = jnp.int32(1), jnp.int32(max(1, n_batches // 10))
-
+    initial_loss = float(loss_fn(params, x_train, y_train))
     start = time.perf_counter()
     epoch = (
         make_epoch(run.optimizer, batch_size, n_train)
-        .lower(params, state, epoch_keys[0], every_step, *data)
+        .lower(params, state, jax.random.key(0), jnp.int32(1), *data)
         .compile()
     )
     compile_s = time.perf_counter() - start
+    epoch_keys = jax.random.split(jax.random.key(SEED + 1), epochs)
+    return Compiled(run, epoch, params, state, initial_loss, compile_s, epoch_keys)
 
-    steps, losses = [0], [float(loss_fn(params, x_train, y_train))]
+
+def train(compiled: Compiled, data: tuple[jax.Array, ...], bar: tqdm) -> Result:
+    """Train ``compiled.run`` from the shared initial weights.
+
+    The training loss is recorded after every step of the first epoch, then
+    about ten times an epoch.
+    """
+    run, epoch = compiled.run, compiled.epoch
+    params, state = compiled.params, compiled.state
+    n_train = data[0].shape[0]
+    n_batches = n_train // (run.batch_size or n_train)
+    every_step, sparse = jnp.int32(1), jnp.int32(max(1, n_batches // 10))
+
+    steps, losses = [0], [compiled.initial_loss]
     start = time.perf_counter()
-    for e, key in enumerate(epoch_keys):
+    for e, key in enumerate(compiled.epoch_keys):
         params, state, epoch_losses, acc = epoch(
             params, state, key, every_step if e == 0 else sparse, *data
         )
@@ -226,7 +252,7 @@ def train(run: Run, data: tuple[jax.Array, ...], epochs: int, bar: tqdm) -> Resu
         np.array(steps),
         np.array(losses),
         float(acc),
-        compile_s,
+        compiled.compile_s,
         train_s,
     )
 
@@ -309,10 +335,15 @@ def main() -> None:
         f"{epochs} epochs, jax {jax.__version__} on {jax.default_backend()}"
     )
     runs = optimizers(args.batch_size)
+    compiled = []
+    with tqdm(total=len(runs), unit="program", desc="compiling") as bar:
+        for run in runs:
+            compiled.append(compile_run(run, data, epochs))
+            bar.update()
     results = []
     with tqdm(total=len(runs) * epochs, unit="epoch", desc="training") as bar:
-        for run in runs:
-            results.append(train(run, data, epochs, bar))
+        for c in compiled:
+            results.append(train(c, data, bar))
     print_table(results)
     plot(results, n_train, args.out)
     print(f"loss curves: {args.out}")
