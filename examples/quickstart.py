@@ -1,4 +1,6 @@
-"""jsgd quickstart: the origin document's doctests, then a small model.
+"""jsgd quickstart: legacy tf.keras's SGD doctests, then a small model.
+
+The doctests are those of the legacy tf.keras (TF 2.x ``OptimizerV2``) ``SGD``.
 
 Run: python examples/quickstart.py [--steps N]
 """
@@ -12,9 +14,9 @@ import optax
 import jsgd
 
 
-def origin_doctests() -> None:
-    """Keras's SGD doctests, on loss = var**2 / 2 from var = 1.0."""
-    loss = lambda var: var**2 / 2.0  # noqa: E731 - mirrors the document
+def keras_doctests() -> None:
+    """Legacy tf.keras's SGD doctests, on loss = var**2 / 2 from var = 1.0."""
+    loss = lambda var: var**2 / 2.0  # noqa: E731 - mirrors the doctests
 
     opt = jsgd.SGD(learning_rate=0.1)
     var, _ = opt.minimize(loss, jnp.array(1.0))
@@ -81,7 +83,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="100 steps")
     args = parser.parse_args()
-    origin_doctests()
+    keras_doctests()
     conventions()
     train_small_model(100 if args.quick else args.steps)
 
