@@ -1,15 +1,32 @@
-"""jsgd: Keras-exact SGD-family optimizers as composable optax transformations.
+"""jsgd: Keras- and torch-exact optimizers as composable optax transformations.
 
 Every transform is a factory returning an ``optax.GradientTransformationExtraArgs``
 whose state is a typed NamedTuple (or ``optax.EmptyState``). Keras keeps the
 learning rate inside the velocity, optax and torch outside it; jsgd gives both:
-``chain(scale_by_learning_rate(lr), momentum(m))`` is Keras's rule,
-``chain(momentum(m), scale_by_learning_rate(lr))`` optax's and torch's.
+``chain(scale_by_learning_rate(lr), momentum_trace(m))`` is Keras's rule,
+``chain(momentum_trace(m), scale_by_learning_rate(lr))`` optax's and torch's.
+
+The implementation is layered, each layer importing only those below it:
+``_sparse`` (row-sparse gradients), ``_common`` (tree and validation helpers),
+``_transforms`` (the gradient transformations), ``_training`` (training
+helpers for any transformation) and ``_optimizers`` (each optimizer defined
+once: factory and Keras-style class).
 """
 
+import warnings as _warnings
+from typing import Any as _Any
+
 from jsgd import schedules
-from jsgd._accumulation import AccumulateGradientsState, accumulate_gradients
-from jsgd._adaptive import (
+from jsgd._optimizers.classes import SGD, Adagrad, Adam, KerasOptimizer, RMSprop
+from jsgd._optimizers.factories import adagrad, adam, rmsprop, sgd
+from jsgd._sparse.apply_updates import apply_updates
+from jsgd._sparse.indexed_slices import IndexedSlices
+from jsgd._sparse.row_grad import value_and_row_grad
+from jsgd._training.sharding import zero1_shardings
+from jsgd._training.sweep import SweepResult, sweep
+from jsgd._training.train_step import make_train_step
+from jsgd._transforms.accumulation import AccumulateGradientsState, accumulate_gradients
+from jsgd._transforms.adaptive import (
     AdagradState,
     AdamState,
     RMSpropState,
@@ -17,25 +34,20 @@ from jsgd._adaptive import (
     scale_by_adam,
     scale_by_rmsprop,
 )
-from jsgd._adaptive_optimizers import adagrad, adam, rmsprop
-from jsgd._apply_updates import apply_updates
-from jsgd._clipping import clip_by_global_norm, clip_by_norm, clip_by_value, global_norm
-from jsgd._ema import AverageParamsState, average_params, averaged_params
-from jsgd._indexed_slices import IndexedSlices
-from jsgd._keras_classes import SGD, Adagrad, Adam, RMSprop
-from jsgd._keras_optimizer import KerasOptimizer
-from jsgd._learning_rate import (
+from jsgd._transforms.clipping import (
+    clip_by_global_norm,
+    clip_by_norm,
+    clip_by_value,
+    global_norm,
+)
+from jsgd._transforms.ema import EmaState, averaged_params, with_ema
+from jsgd._transforms.learning_rate import (
     ScheduleState,
     inverse_time_decay,
     scale_by_learning_rate,
 )
-from jsgd._momentum import MomentumState, momentum, nesterov
-from jsgd._row_grad import value_and_row_grad
-from jsgd._sgd import sgd
-from jsgd._sharding import zero1_shardings
-from jsgd._sweep import SweepResult, sweep
-from jsgd._training import make_train_step
-from jsgd._weight_decay import add_decayed_weights, decoupled_weight_decay
+from jsgd._transforms.momentum import MomentumState, momentum_trace, nesterov_trace
+from jsgd._transforms.weight_decay import add_decayed_weights, decoupled_weight_decay
 
 __version__ = "0.1.0"
 
@@ -45,7 +57,6 @@ __all__ = [
     "adam",
     "add_decayed_weights",
     "apply_updates",
-    "average_params",
     "averaged_params",
     "clip_by_global_norm",
     "clip_by_norm",
@@ -54,8 +65,8 @@ __all__ = [
     "global_norm",
     "inverse_time_decay",
     "make_train_step",
-    "momentum",
-    "nesterov",
+    "momentum_trace",
+    "nesterov_trace",
     "rmsprop",
     "scale_by_adagrad",
     "scale_by_adam",
@@ -65,13 +76,14 @@ __all__ = [
     "sgd",
     "sweep",
     "value_and_row_grad",
+    "with_ema",
     "zero1_shardings",
     "AccumulateGradientsState",
     "Adagrad",
     "AdagradState",
     "Adam",
     "AdamState",
-    "AverageParamsState",
+    "EmaState",
     "IndexedSlices",
     "KerasOptimizer",
     "MomentumState",
@@ -81,3 +93,24 @@ __all__ = [
     "ScheduleState",
     "SweepResult",
 ]
+
+# Old public names, kept for one release (see CHANGELOG.md).
+_DEPRECATED = {
+    "momentum": "momentum_trace",
+    "nesterov": "nesterov_trace",
+    "average_params": "with_ema",
+    "AverageParamsState": "EmaState",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    new = _DEPRECATED.get(name)
+    if new is None:
+        raise AttributeError(f"module 'jsgd' has no attribute {name!r}")
+    _warnings.warn(
+        f"jsgd.{name} is deprecated and will be removed in the next release; "
+        f"use jsgd.{new}.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return globals()[new]

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-from jsgd import _validation
+from jsgd._common import validation as _validation
 
 _F32 = jnp.float32
 _INT32 = np.iinfo(np.int32)

@@ -158,9 +158,9 @@ def jsgd_trajectory(opt, params, grads):
     for g in grads:
         params, state = step(params, state, g)
         has_average = any(
-            isinstance(s, jsgd.AverageParamsState)
+            isinstance(s, jsgd.EmaState)
             for s in jax.tree.leaves(
-                state, is_leaf=lambda x: isinstance(x, jsgd.AverageParamsState)
+                state, is_leaf=lambda x: isinstance(x, jsgd.EmaState)
             )
         )
         trajectory.append((params, jsgd.averaged_params(state) if has_average else {}))

@@ -356,14 +356,14 @@ def _check_momentum(tx, seq, m, d, nesterov):
 @settings(max_examples=60, deadline=None)
 @given(m=_UNIT, d=_UNIT, nesterov=st.booleans(), seq=sequences(1, 6))
 def test_momentum_trace(m, d, nesterov, seq):
-    tx = jsgd.momentum(m, nesterov=nesterov, dampening=d)
+    tx = jsgd.momentum_trace(m, nesterov=nesterov, dampening=d)
     _check_momentum(tx, seq, m, d, nesterov)
 
 
 @settings(max_examples=40, deadline=None)
 @given(m=_UNIT, d=_mix(_UNIT, None, None), seq=sequences(1, 6))
 def test_nesterov_is_momentum_with_look_ahead(m, d, seq):
-    tx = jsgd.nesterov(m) if d is None else jsgd.nesterov(m, dampening=d)
+    tx = jsgd.nesterov_trace(m) if d is None else jsgd.nesterov_trace(m, dampening=d)
     _check_momentum(tx, seq, m, 0.0 if d is None else d, nesterov=True)
 
 

@@ -186,7 +186,7 @@ def test_property_legacy_rule(seed, m, nesterov, k):
         lambda lazy: jsgd.SGD(schedule, 0.8, nesterov=True, lazy=lazy),
         lambda lazy: optax.chain(
             jsgd.add_decayed_weights(0.2, lazy=lazy),
-            jsgd.momentum(0.9, lazy=lazy),
+            jsgd.momentum_trace(0.9, lazy=lazy),
             jsgd.scale_by_learning_rate(schedule),
         ),
     ],
@@ -530,7 +530,7 @@ def test_coalesce_sums_duplicates_and_pads(indices, seed):
 def test_both_grouping_strategies_agree(indices):
     # The CPU groups duplicates by binary search, accelerators by a key-value
     # sort; the CPU runs both here.
-    from jsgd._indexed_slices import _segments_by_pair_sort, _segments_by_search
+    from jsgd._sparse.indexed_slices import _segments_by_pair_sort, _segments_by_search
 
     indices = jnp.asarray(indices, jnp.int32)
     for a, b in zip(
@@ -660,7 +660,7 @@ def test_apply_updates_rejects_a_mismatched_dense_shape():
 
 def test_lazy_must_be_a_bool():
     for make in (
-        lambda: jsgd.momentum(0.9, lazy=1),
+        lambda: jsgd.momentum_trace(0.9, lazy=1),
         lambda: jsgd.sgd(0.1, lazy="yes"),
         lambda: jsgd.decoupled_weight_decay(0.1, 0.1, lazy=None),
     ):

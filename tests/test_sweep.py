@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 import jsgd
 
 STEPS = 12
-RTOL, ATOL = 2e-6, 1e-7  # float32 rounding over a few steps
+RTOL, ATOL = 2e-6, 5e-7  # float32 rounding over a few steps (1.2e-7 seen near 0)
 
 
 def init_params(seed=0):

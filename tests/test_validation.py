@@ -159,10 +159,10 @@ VALUE_ERRORS = [
         id="SGD-m-int-2",
     ),
     pytest.param(
-        lambda: jsgd.momentum(1.5), _unit_interval("momentum", "1.5"), id="momentum-1.5"
+        lambda: jsgd.momentum_trace(1.5), _unit_interval("momentum", "1.5"), id="momentum-1.5"
     ),
     pytest.param(
-        lambda: jsgd.nesterov(-0.5),
+        lambda: jsgd.nesterov_trace(-0.5),
         _unit_interval("momentum", "-0.5"),
         id="nesterov-negative",
     ),
@@ -208,7 +208,7 @@ VALUE_ERRORS = [
         id="SGD-dampening-nan",
     ),
     pytest.param(
-        lambda: jsgd.momentum(0.9, dampening=2.0),
+        lambda: jsgd.momentum_trace(0.9, dampening=2.0),
         _unit_interval("dampening", "2.0"),
         id="momentum-dampening-2",
     ),
@@ -553,7 +553,7 @@ TYPE_ERRORS = [
         id="sgd-nesterov-None",
     ),
     pytest.param(
-        lambda: jsgd.momentum(0.9, nesterov=jnp.array(True)),
+        lambda: jsgd.momentum_trace(0.9, nesterov=jnp.array(True)),
         _prefix("`nesterov` must be a bool. Received: nesterov=Array(True"),
         id="momentum-nesterov-jax-bool-array",
     ),
@@ -568,8 +568,8 @@ TYPE_ERRORS = [
         id="SGD-lr_in_velocity-str",
     ),
     pytest.param(
-        lambda: jsgd.nesterov(0.9, nesterov=True),
-        _exact("`nesterov` cannot be passed to jsgd.nesterov (it is True)."),
+        lambda: jsgd.nesterov_trace(0.9, nesterov=True),
+        _exact("`nesterov` cannot be passed to jsgd.nesterov_trace (it is True)."),
         id="nesterov-given-nesterov",
     ),
     # accumulator_dtype
@@ -595,7 +595,7 @@ TYPE_ERRORS = [
         id="sgd-accumulator_dtype-bool-without-momentum",
     ),
     pytest.param(
-        lambda: jsgd.momentum(0.9, accumulator_dtype=np.int8),
+        lambda: jsgd.momentum_trace(0.9, accumulator_dtype=np.int8),
         _prefix("`accumulator_dtype` must be a floating or complex dtype. Received: "),
         id="momentum-accumulator_dtype-int8",
     ),
@@ -658,11 +658,11 @@ ACCEPTED = [
     pytest.param(lambda: jsgd.sgd(0.1, 1), id="sgd-m-int-1"),
     pytest.param(lambda: jsgd.sgd(0.1, 1.0), id="sgd-m-1"),
     pytest.param(lambda: jsgd.SGD(0.1, momentum=1.0), id="SGD-m-1"),
-    pytest.param(lambda: jsgd.momentum(0.0), id="momentum-0"),
-    pytest.param(lambda: jsgd.nesterov(1.0), id="nesterov-1"),
+    pytest.param(lambda: jsgd.momentum_trace(0.0), id="momentum-0"),
+    pytest.param(lambda: jsgd.nesterov_trace(1.0), id="nesterov-1"),
     pytest.param(lambda: jsgd.sgd(0.1, 0.9, dampening=0.0), id="sgd-dampening-0"),
     pytest.param(lambda: jsgd.sgd(0.1, 0.9, dampening=1.0), id="sgd-dampening-1"),
-    pytest.param(lambda: jsgd.momentum(0.9, dampening=1), id="momentum-dampening-1"),
+    pytest.param(lambda: jsgd.momentum_trace(0.9, dampening=1), id="momentum-dampening-1"),
     pytest.param(lambda: jsgd.sgd(0.0), id="sgd-lr-0"),
     pytest.param(lambda: jsgd.sgd(-0.0), id="sgd-lr-negative-zero"),
     pytest.param(lambda: jsgd.sgd(1), id="sgd-lr-int"),
@@ -788,7 +788,7 @@ def test_momentum_one_accumulates_every_gradient():
 
 def test_dampening_one_keeps_only_the_first_gradient():
     # d = 1 (torch's rule): the first step stores g undamped, later ones add 0.
-    tx = jsgd.momentum(0.5, dampening=1.0)
+    tx = jsgd.momentum_trace(0.5, dampening=1.0)
     state = tx.init(jnp.zeros(()))
     outputs = []
     for _ in range(3):

@@ -143,3 +143,25 @@ def is_static_zero(value: Any) -> bool:
     return (
         isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
     )
+
+
+def check_integer(
+    name: str, value: Any, minimum: int, *, optional: bool = False
+) -> int | None:
+    """Requires a Python int >= ``minimum`` (a count that shapes the program).
+
+    With ``optional``, ``None`` (meaning "never") is accepted too.
+    """
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        valid = False
+    else:
+        valid = value >= minimum
+    if not valid:
+        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
+        raise ValueError(
+            f"`{name}` must be {allowed}. Received: {name}={value!r}"
+            + static_int_hint(value)
+        )
+    return int(value)

@@ -14,6 +14,8 @@ import numpy as np
 import optax
 from jax.core import Tracer
 
+from jsgd._training.loop import gradient_step
+
 
 class SweepResult(NamedTuple):
     """What :func:`jsgd.sweep` returns: one row per configuration.
@@ -212,10 +214,8 @@ def _sweep(
         optimizer = factory(**dict(static), **hyper)
 
         def step(carry: tuple[Any, Any], batch: tuple[Any, ...]) -> tuple[Any, Any]:
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            params, opt_state, loss = gradient_step(loss_fn, optimizer, *carry, *batch)
+            return (params, opt_state), loss
 
         carry = (params, optimizer.init(params))
         (params, _), losses = jax.lax.scan(step, carry, batches, length=steps)
@@ -250,7 +250,7 @@ def sweep(
     ``params`` on the same batches: step ``t`` takes the gradient of
     ``loss_fn(params, *batch_t)``, where ``batch_t`` is row ``t`` of every
     array in ``batches``, then ``optimizer.update`` (given the parameters, for
-    weight decay) and ``optax.apply_updates``. The steps are a
+    weight decay) and :func:`jsgd.apply_updates`. The steps are a
     ``jax.lax.scan``, the configurations a ``jax.vmap`` over it, the whole
     sweep one ``jax.jit``: one compile and one dispatch for all K runs, whose
     results equal K separate runs to float32 rounding. Calling it again with

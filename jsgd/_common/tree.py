@@ -10,7 +10,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd._indexed_slices import IndexedSlices, live_values
+from jsgd._sparse.indexed_slices import (
+    TAKES_INDEXED_SLICES,
+    IndexedSlices,
+    live_values,
+)
 
 try:  # One message for "this transform needs params", shared with optax.
     from optax._src.base import NO_PARAMS_MSG
@@ -106,10 +110,8 @@ def require_inexact(path: Any, leaf: Any, what: str) -> None:
 def _not_sparse_aware(path: Any) -> TypeError:
     return TypeError(
         f"jsgd: the update at {keystr(path)} is an IndexedSlices, which this "
-        "transform does not take. jsgd's clips, scale_by_learning_rate, "
-        "momentum, nesterov, weight decays, scale_by_adagrad, "
-        "accumulate_gradients, sgd and adagrad do; for others, pass "
-        "IndexedSlices.to_dense()."
+        f"transform does not take. jsgd's {', '.join(TAKES_INDEXED_SLICES)} "
+        "do; for others, pass IndexedSlices.to_dense()."
     )
 
 
@@ -260,7 +262,7 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     return jnp.dtype(jnp.float64 if wide else jnp.float32)
 
 
-def as_dtype(value: Any, dtype: Any) -> jax.Array:
+def hyperparameter_as(value: Any, dtype: Any) -> jax.Array:
     """Casts a scalar hyperparameter (number, array or tracer) to ``dtype``."""
     return jnp.asarray(value).astype(dtype)
 

@@ -9,27 +9,7 @@ import jax
 import optax
 from jax.core import Tracer
 
-
-def _per_device(params: Any, axis_name: Any) -> Any:
-    """``params`` typed as varying over ``axis_name`` (one device's own copy).
-
-    Inside ``shard_map`` (``check_vma=True``, the default) the gradient of a
-    value replicated over an axis comes back already *summed* over it; of a
-    per-device copy, it is the local gradient, which ``pmean`` then averages
-    exactly as under ``pmap`` or ``check_vma=False``. Leaves already varying
-    (under ``pmap``, or split over the axis) are left as they are.
-    """
-    pcast = getattr(jax.lax, "pcast", None)
-    if pcast is None:  # pragma: no cover - JAX without varying-axis types
-        return params
-
-    def leaf(x: Any) -> Any:
-        try:
-            return pcast(x, axis_name, to="varying")
-        except ValueError:  # already varying over axis_name
-            return x
-
-    return jax.tree.map(leaf, params)
+from jsgd._training.loop import gradient_step
 
 
 def _pinned_sharding(leaf: Any) -> jax.sharding.Sharding | None:
@@ -100,7 +80,7 @@ def make_train_step(
 
     One training step: the gradient of ``loss_fn(params, *batch)``, then
     ``optimizer.update`` (given the parameters, for weight decay) and
-    ``optax.apply_updates``, compiled with ``jax.jit``.
+    :func:`jsgd.apply_updates`, compiled with ``jax.jit``.
 
     * In place: ``params`` and ``opt_state`` are donated (``donate=True``), so
       the new ones are written into their buffers instead of beside them, and
@@ -159,14 +139,14 @@ def make_train_step(
     """
 
     def step(params: Any, opt_state: Any, *batch: Any) -> tuple[Any, Any, Any]:
-        local = params if axis_name is None else _per_device(params, axis_name)
-        value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(local, *batch)
-        if axis_name is not None:
-            # aux stays per device: it may hold integers or per-example data.
-            loss = jax.lax.pmean(value[0] if has_aux else value, axis_name)
-            value = (loss, value[1]) if has_aux else loss
-            grads = jax.lax.pmean(grads, axis_name)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
+        return gradient_step(
+            loss_fn,
+            optimizer,
+            params,
+            opt_state,
+            *batch,
+            has_aux=has_aux,
+            axis_name=axis_name,
+        )
 
     return _TrainStep(step, donate)

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree, _validation
-from jsgd._indexed_slices import IndexedSlices
-from jsgd._sparse_rows import row_step
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
+from jsgd._sparse.rows import row_step
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -34,6 +35,7 @@ class AdagradState(NamedTuple):
     accumulator: optax.Updates
 
 
+@takes_indexed_slices
 def scale_by_adagrad(
     initial_accumulator_value: jax.typing.ArrayLike = 0.1,
     epsilon: jax.typing.ArrayLike = 1e-7,
@@ -96,7 +98,9 @@ def scale_by_adagrad(
             wide = g.astype(dtype)
             # Scale by the stored (rounded) accumulator, as Keras does.
             stored = (a.astype(dtype) + _abs_sq(wide)).astype(a.dtype)
-            root = jnp.sqrt(stored.astype(dtype) + _tree.as_dtype(epsilon, dtype))
+            root = jnp.sqrt(
+                stored.astype(dtype) + _tree.hyperparameter_as(epsilon, dtype)
+            )
             return (wide / root).astype(g.dtype), stored
 
         def sparse_or_dense_step(g, a):
@@ -146,7 +150,7 @@ def scale_by_rmsprop(
     Both averages start at 0 and epsilon sits inside the square root (optax's
     ``scale_by_rms`` differs). ``keras.optimizers.RMSprop`` is this, then
     ``scale_by_learning_rate(lr)``, then (when its momentum is set)
-    :func:`jsgd.momentum`: Keras keeps the learning rate inside the momentum.
+    :func:`jsgd.momentum_trace`: Keras keeps the learning rate inside the momentum.
     State: :class:`jsgd.RMSpropState`.
 
     Args:
@@ -191,7 +195,10 @@ def scale_by_rmsprop(
         def moving_average(value_of_g):
             def update(g, s):
                 dtype = _tree.compute_dtype(g.dtype, s.dtype)
-                r, gain = _tree.as_dtype(rho, dtype), _tree.as_dtype(1 - rho, dtype)
+                r, gain = (
+                    _tree.hyperparameter_as(rho, dtype),
+                    _tree.hyperparameter_as(1 - rho, dtype),
+                )
                 new = r * s.astype(dtype) + gain * value_of_g(g.astype(dtype))
                 return new.astype(s.dtype)
 
@@ -209,7 +216,7 @@ def scale_by_rmsprop(
             denominator = v.astype(dtype)
             if a is not None:
                 denominator = denominator - _abs_sq(a.astype(dtype))
-            denominator = denominator + _tree.as_dtype(epsilon, dtype)
+            denominator = denominator + _tree.hyperparameter_as(epsilon, dtype)
             return (g.astype(dtype) / jnp.sqrt(denominator)).astype(g.dtype)
 
         if centered:
@@ -310,7 +317,7 @@ def scale_by_adam(
                 s_ = s.astype(dtype)
                 # `1 - beta` before the cast, as Keras computes it: for a
                 # Python float that keeps the small gain exact.
-                gain = _tree.as_dtype(1 - beta, dtype)
+                gain = _tree.hyperparameter_as(1 - beta, dtype)
                 return (s_ + (value_of_g(g.astype(dtype)) - s_) * gain).astype(s.dtype)
 
             return update
@@ -327,10 +334,10 @@ def scale_by_adam(
         def scaled(g, m, v):
             dtype = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
             t = step.astype(dtype)
-            correction = jnp.sqrt(1 - _tree.as_dtype(beta_2, dtype) ** t) / (
-                1 - _tree.as_dtype(beta_1, dtype) ** t
+            correction = jnp.sqrt(1 - _tree.hyperparameter_as(beta_2, dtype) ** t) / (
+                1 - _tree.hyperparameter_as(beta_1, dtype) ** t
             )
-            root = jnp.sqrt(v.astype(dtype)) + _tree.as_dtype(epsilon, dtype)
+            root = jnp.sqrt(v.astype(dtype)) + _tree.hyperparameter_as(epsilon, dtype)
             return (m.astype(dtype) * correction / root).astype(g.dtype)
 
         updates = _tree.map_updates(scaled, updates, momentum, denominator_source)

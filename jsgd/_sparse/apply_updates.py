@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd._indexed_slices import IndexedSlices, check_slices
-from jsgd._sparse_rows import add_rows
+from jsgd._sparse.indexed_slices import IndexedSlices, check_slices
+from jsgd._sparse.rows import add_rows
 
 
 def apply_update(param: Any, update: Any) -> Any:

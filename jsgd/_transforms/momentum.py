@@ -9,13 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jsgd import _tree, _validation
-from jsgd._indexed_slices import IndexedSlices, group_duplicates
-from jsgd._sparse_rows import gather_rows, row_step, scatter_rows
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import (
+    IndexedSlices,
+    group_duplicates,
+    takes_indexed_slices,
+)
+from jsgd._sparse.rows import gather_rows, row_step, scatter_rows
 
 
 class MomentumState(NamedTuple):
-    """State of :func:`jsgd.momentum`.
+    """State of :func:`jsgd.momentum_trace`.
 
     Attributes:
       count: int32 number of steps taken (saturating). Step 0 stores the
@@ -28,7 +33,8 @@ class MomentumState(NamedTuple):
     velocity: optax.Updates
 
 
-def momentum(
+@takes_indexed_slices
+def momentum_trace(
     momentum: jax.typing.ArrayLike,
     *,
     nesterov: bool = False,
@@ -47,10 +53,10 @@ def momentum(
 
     Where the learning rate sits decides whose rule this is:
 
-    * ``chain(scale_by_learning_rate(lr), momentum(m))``: Keras,
+    * ``chain(scale_by_learning_rate(lr), momentum_trace(m))``: Keras,
       ``v = m*v - lr_t*g; w += v`` (the learning rate lives inside the
       velocity; a changed learning rate scales only new gradients).
-    * ``chain(momentum(m), scale_by_learning_rate(lr))``: optax ``sgd`` and
+    * ``chain(momentum_trace(m), scale_by_learning_rate(lr))``: optax ``sgd`` and
       ``torch.optim.SGD`` (dampening included), ``w -= lr_t * v`` (a changed
       learning rate rescales the whole velocity).
 
@@ -92,7 +98,7 @@ def momentum(
     Examples:
       >>> import jax.numpy as jnp, jsgd, optax
       >>> keras_rule = optax.chain(
-      ...     jsgd.scale_by_learning_rate(0.1), jsgd.momentum(0.9))
+      ...     jsgd.scale_by_learning_rate(0.1), jsgd.momentum_trace(0.9))
       >>> state = keras_rule.init(jnp.zeros(()))
       >>> u1, state = keras_rule.update(jnp.ones(()), state)
       >>> u2, state = keras_rule.update(jnp.ones(()), state)
@@ -116,16 +122,20 @@ def momentum(
 
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
-        _tree.check_state(state, MomentumState, "momentum")
+        _tree.check_state(state, MomentumState, "momentum_trace")
         # torch stores the first update undamped; with d = 0 that is the
         # general rule, so the gain is only computed when it can differ. A
         # momentum of 0 (possibly traced) is plain SGD, as torch's, undamped.
-        m_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(momentum, dtype))
+        m_as = _tree.scalar_cache(
+            lambda dtype: _tree.hyperparameter_as(momentum, dtype)
+        )
         gain_as = None
         if not undamped:
             plain = (state.count == 0) | _is_zero_in_float32(momentum)
             gain = jnp.where(plain, 1.0, 1 - dampening)
-            gain_as = _tree.scalar_cache(lambda dtype: _tree.as_dtype(gain, dtype))
+            gain_as = _tree.scalar_cache(
+                lambda dtype: _tree.hyperparameter_as(gain, dtype)
+            )
 
         def new_velocity(u: jax.Array, v: jax.Array) -> jax.Array:
             dtype = _tree.compute_dtype(u.dtype, v.dtype)
@@ -193,14 +203,11 @@ def _is_zero_in_float32(momentum: jax.typing.ArrayLike) -> jax.Array | bool:
     return bool(np.float32(value) == 0)
 
 
-# `nesterov` below takes an argument named `momentum`, which hides the function.
-_velocity_trace = momentum
-
-
-def nesterov(
+@takes_indexed_slices
+def nesterov_trace(
     momentum: jax.typing.ArrayLike, **kwargs: Any
 ) -> optax.GradientTransformationExtraArgs:
-    """The Nesterov look-ahead: :func:`jsgd.momentum` with ``nesterov=True``.
+    """The Nesterov look-ahead: :func:`jsgd.momentum_trace` with ``nesterov=True``.
 
     Output ``m * v_t + u_t`` where ``v_t = m * v_{t-1} + (1 - d) * u_t``
     (Sutskever et al. 2013). After :func:`jsgd.scale_by_learning_rate` this is
@@ -210,23 +217,25 @@ def nesterov(
     Args:
       momentum: the decay ``m`` in [0, 1].
       **kwargs: ``dampening``, ``accumulator_dtype`` and ``lazy``, as in
-        :func:`jsgd.momentum`.
+        :func:`jsgd.momentum_trace`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
 
     Raises:
-      ValueError, TypeError: as :func:`jsgd.momentum`; TypeError also if
+      ValueError, TypeError: as :func:`jsgd.momentum_trace`; TypeError also if
         ``nesterov`` is passed.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> tx = jsgd.nesterov(0.9)
+      >>> tx = jsgd.nesterov_trace(0.9)
       >>> state = tx.init(jnp.zeros(()))
       >>> u, state = tx.update(jnp.ones(()), state)
       >>> print(f"{float(u):.2f}")  # 0.9 * 1 + 1
       1.90
     """
     if "nesterov" in kwargs:
-        raise TypeError("`nesterov` cannot be passed to jsgd.nesterov (it is True).")
-    return _velocity_trace(momentum, nesterov=True, **kwargs)
+        raise TypeError(
+            "`nesterov` cannot be passed to jsgd.nesterov_trace (it is True)."
+        )
+    return momentum_trace(momentum, nesterov=True, **kwargs)

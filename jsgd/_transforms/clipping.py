@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree, _validation
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import takes_indexed_slices
 
 
 def _clip_leaf_by_value(g: jax.Array, c: Any) -> jax.Array:
@@ -17,10 +19,11 @@ def _clip_leaf_by_value(g: jax.Array, c: Any) -> jax.Array:
         return jax.lax.complex(
             _clip_leaf_by_value(jnp.real(g), c), _clip_leaf_by_value(jnp.imag(g), c)
         )
-    c = _tree.as_dtype(c, g.dtype)
+    c = _tree.hyperparameter_as(c, g.dtype)
     return jnp.clip(g, -c, c)
 
 
+@takes_indexed_slices
 def clip_by_value(
     clipvalue: jax.typing.ArrayLike,
 ) -> optax.GradientTransformationExtraArgs:
@@ -81,7 +84,7 @@ def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
     clip) gives 1 rather than ``inf / inf``, and so that the gradient at
     ``norm = 0`` is finite.
     """
-    c = _tree.as_dtype(c, norm.dtype)
+    c = _tree.hyperparameter_as(c, norm.dtype)
     clips = norm > c
     scale = jnp.where(clips, c, 1) / jnp.where(clips, norm, 1)
     return jnp.where(jnp.isfinite(norm), scale, jnp.nan)
@@ -92,6 +95,7 @@ def _scaled(g: jax.Array, scale: jax.Array) -> jax.Array:
     return _tree.cast(_tree.cast(g, dtype) * _tree.cast(scale, dtype), g.dtype)
 
 
+@takes_indexed_slices
 def clip_by_norm(
     clipnorm: jax.typing.ArrayLike,
 ) -> optax.GradientTransformationExtraArgs:
@@ -163,6 +167,7 @@ def global_norm(
     return _safe_sqrt(total)
 
 
+@takes_indexed_slices
 def clip_by_global_norm(
     max_norm: jax.typing.ArrayLike,
     *,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree, _validation
-from jsgd._indexed_slices import IndexedSlices
-from jsgd._sparse_rows import add_rows
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
+from jsgd._sparse.rows import add_rows
 
 
 class AccumulateGradientsState(NamedTuple):
@@ -31,16 +31,7 @@ class AccumulateGradientsState(NamedTuple):
     inner_state: optax.OptState
 
 
-def check_steps(name: str, steps: Any) -> int:
-    """Requires a Python int >= 2 (Keras's rule for accumulation steps)."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 2:
-        raise ValueError(
-            f"`{name}` must be an integer >= 2. Received: {name}={steps!r}"
-            + _validation.static_int_hint(steps)
-        )
-    return int(steps)
-
-
+@takes_indexed_slices
 def accumulate_gradients(
     transformation: optax.GradientTransformation, steps: int
 ) -> optax.GradientTransformationExtraArgs:
@@ -80,7 +71,7 @@ def accumulate_gradients(
       >>> float(u1), float(u2)  # nothing, then -(1 + 3) / 2
       (0.0, -2.0)
     """
-    steps = check_steps("steps", steps)
+    steps = int(_validation.check_integer("steps", steps, 2))  # never None
     inner = optax.with_extra_args_support(transformation)
 
     def init_fn(params: optax.Params) -> AccumulateGradientsState:

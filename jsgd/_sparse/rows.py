@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jsgd._indexed_slices import IndexedSlices, coalesce, row_indices
+from jsgd._sparse.indexed_slices import IndexedSlices, coalesce, row_indices
 
 
 def gather_rows(table: jax.Array, indices: jax.Array) -> jax.Array:

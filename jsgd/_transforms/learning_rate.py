@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree, _validation
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import takes_indexed_slices
 
 
 class ScheduleState(NamedTuple):
@@ -60,12 +62,13 @@ def _scale_leaf(g: jax.Array, minus_lr: Callable[[Any], jax.Array]) -> jax.Array
     return _tree.cast(_tree.cast(g, dtype) * minus_lr(dtype), g.dtype)
 
 
+@takes_indexed_slices
 def scale_by_learning_rate(
     learning_rate: optax.ScalarOrSchedule,
 ) -> optax.GradientTransformationExtraArgs:
     """Scales updates by minus the learning rate: ``u = -lr_t * g``.
 
-    Placed *before* :func:`jsgd.momentum` this gives Keras's rule (the
+    Placed *before* :func:`jsgd.momentum_trace` this gives Keras's rule (the
     learning rate lives inside the velocity); placed after it, optax's and
     torch's (the learning rate scales the whole velocity).
 
@@ -100,7 +103,7 @@ def scale_by_learning_rate(
 
     def apply(updates, params, lr):
         del params
-        minus_lr = _tree.scalar_cache(lambda dtype: -_tree.as_dtype(lr, dtype))
+        minus_lr = _tree.scalar_cache(lambda dtype: -_tree.hyperparameter_as(lr, dtype))
         return _tree.map_updates(lambda g: _scale_leaf(g, minus_lr), updates)
 
     return learning_rate_transform(learning_rate, apply, "scale_by_learning_rate")
@@ -142,6 +145,6 @@ def inverse_time_decay(
         base = jnp.asarray(base)
         dtype = _tree.compute_dtype(base.dtype, jnp.asarray(decay).dtype)
         step = jnp.asarray(count).astype(dtype)
-        return base.astype(dtype) / (1 + _tree.as_dtype(decay, dtype) * step)
+        return base.astype(dtype) / (1 + _tree.hyperparameter_as(decay, dtype) * step)
 
     return schedule

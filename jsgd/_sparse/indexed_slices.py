@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+TAKES_INDEXED_SLICES: list[str] = []
+"""The public names of the transforms and optimizers that take ``IndexedSlices``."""
+
+
+def takes_indexed_slices(factory: _F, *, name: str | None = None) -> _F:
+    """Declares that ``factory``'s transformations take ``IndexedSlices`` leaves."""
+    TAKES_INDEXED_SLICES.append(name or factory.__name__)
+    return factory
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -30,14 +42,12 @@ class IndexedSlices:
     norm (the values that transforms output at padding rows are unspecified).
     This is how a variable number of rows fits a static ``k``.
 
-    jsgd's transforms that take ``IndexedSlices`` leaves (mixed with dense
-    leaves in one tree) are the three clips, ``scale_by_learning_rate``,
-    ``momentum``/``nesterov``, the two weight decays, ``scale_by_adagrad``,
-    ``accumulate_gradients`` and the optimizers built from them (``sgd``,
-    ``SGD``, ``adagrad``, ``Adagrad``); apply the result with
-    :func:`jsgd.apply_updates`. Other transforms (RMSprop, Adam, and optax's
-    own) do not understand it: jsgd's raise a TypeError naming the leaf; call
-    :meth:`to_dense` first to use them.
+    The jsgd transforms and optimizers that take ``IndexedSlices`` leaves
+    (mixed with dense leaves in one tree) declare it where they are defined;
+    docs/sparse.md lists them. Apply their result with
+    :func:`jsgd.apply_updates`. Other transforms (optax's own among them) do
+    not understand it: jsgd's raise a TypeError naming the leaf and listing
+    the ones that do; call :meth:`to_dense` first to use them.
 
     Attributes:
       values: ``[k, *dense_shape[1:]]`` rows, floating point.

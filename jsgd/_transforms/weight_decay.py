@@ -5,9 +5,11 @@ from __future__ import annotations
 import jax
 import optax
 
-from jsgd import _learning_rate, _tree, _validation
-from jsgd._indexed_slices import IndexedSlices
-from jsgd._sparse_rows import with_param_rows
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
+from jsgd._sparse.rows import with_param_rows
+from jsgd._transforms import learning_rate as _learning_rate
 
 
 def _decay_leaf(u: jax.Array, w: jax.Array, coefficient) -> jax.Array:
@@ -33,6 +35,7 @@ def _decay(updates, params, coefficient, lazy: bool):
     return _tree.map_updates(dense, updates, params, what="params", sparse=sparse)
 
 
+@takes_indexed_slices
 def add_decayed_weights(
     weight_decay: jax.typing.ArrayLike, *, lazy: bool = True
 ) -> optax.GradientTransformationExtraArgs:
@@ -74,11 +77,14 @@ def add_decayed_weights(
     _validation.check_bool("lazy", lazy)
 
     def decay(updates: optax.Updates, params: optax.Params) -> optax.Updates:
-        return _decay(updates, params, lambda d: _tree.as_dtype(weight_decay, d), lazy)
+        return _decay(
+            updates, params, lambda d: _tree.hyperparameter_as(weight_decay, d), lazy
+        )
 
     return _tree.stateless_transform(decay, "add_decayed_weights")
 
 
+@takes_indexed_slices
 def decoupled_weight_decay(
     weight_decay: jax.typing.ArrayLike,
     learning_rate: optax.ScalarOrSchedule,
@@ -130,7 +136,10 @@ def decoupled_weight_decay(
 
     def apply(updates, params, lr):
         def minus_lr_wd(dtype):
-            return -(_tree.as_dtype(weight_decay, dtype) * _tree.as_dtype(lr, dtype))
+            return -(
+                _tree.hyperparameter_as(weight_decay, dtype)
+                * _tree.hyperparameter_as(lr, dtype)
+            )
 
         return _decay(updates, params, minus_lr_wd, lazy)
 

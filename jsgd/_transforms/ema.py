@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jsgd import _tree, _validation
-from jsgd._apply_updates import apply_update
+from jsgd._common import tree as _tree
+from jsgd._common import validation as _validation
+from jsgd._sparse.apply_updates import apply_update
+from jsgd._sparse.indexed_slices import takes_indexed_slices
 
 
-class AverageParamsState(NamedTuple):
-    """State of :func:`jsgd.average_params`.
+class EmaState(NamedTuple):
+    """State of :func:`jsgd.with_ema`.
 
     Attributes:
       count: int32 number of micro-steps taken; near the int32 maximum it
@@ -28,19 +29,8 @@ class AverageParamsState(NamedTuple):
     inner_state: optax.OptState
 
 
-def check_overwrite_frequency(name: str, value: Any) -> int | None:
-    """Requires None or a Python int >= 1."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"`{name}` must be an integer >= 1 or None. Received: {name}={value!r}"
-            + _validation.static_int_hint(value)
-        )
-    return int(value)
-
-
-def average_params(
+@takes_indexed_slices
+def with_ema(
     transformation: optax.GradientTransformation,
     momentum: jax.typing.ArrayLike = 0.99,
     overwrite_frequency: int | None = None,
@@ -62,7 +52,7 @@ def average_params(
     :func:`jsgd.averaged_params` (Keras's ``finalize_variable_values``).
     ``steps_per_update`` is the gradient-accumulation factor of the wrapped
     optimizer, so that ``n`` counts real steps as Keras's ``iterations``
-    does. State: :class:`jsgd.AverageParamsState`.
+    does. State: :class:`jsgd.EmaState`.
 
     Args:
       transformation: the optimizer whose parameters are averaged.
@@ -81,7 +71,7 @@ def average_params(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd, optax
-      >>> tx = jsgd.average_params(jsgd.sgd(1.0), momentum=0.5)
+      >>> tx = jsgd.with_ema(jsgd.sgd(1.0), momentum=0.5)
       >>> params = jnp.array(0.0)
       >>> state = tx.init(params)
       >>> for g in (1.0, 1.0):
@@ -91,22 +81,22 @@ def average_params(
       (-2.0, -1.5)
     """
     _validation.check_unit_interval("ema_momentum", momentum)
-    overwrite_frequency = check_overwrite_frequency(
-        "ema_overwrite_frequency", overwrite_frequency
+    overwrite_frequency = _validation.check_integer(
+        "ema_overwrite_frequency", overwrite_frequency, 1, optional=True
     )
     inner = optax.with_extra_args_support(transformation)
     # The count's phase decides the overwrites: it must keep cycling.
     period = steps_per_update * (overwrite_frequency or 1)
 
-    def init_fn(params: optax.Params) -> AverageParamsState:
-        return AverageParamsState(
+    def init_fn(params: optax.Params) -> EmaState:
+        return EmaState(
             count=_tree.zero_count(),
             average=_tree.state_like(params),
             inner_state=inner.init(params),
         )
 
     def update_fn(updates, state, params=None, **extra_args):
-        _tree.check_state(state, AverageParamsState, "average_params")
+        _tree.check_state(state, EmaState, "with_ema")
         _tree.require_params(params)
         updates, inner_state = inner.update(
             updates, state.inner_state, params, **extra_args
@@ -121,7 +111,7 @@ def average_params(
         def new_average(u, w, a):
             new_w = apply_update(w, u)  # what (jsgd|optax).apply_updates computes
             dtype = _tree.compute_dtype(w.dtype, a.dtype)
-            decay = _tree.as_dtype(m, dtype)
+            decay = _tree.hyperparameter_as(m, dtype)
             mixed = decay * a.astype(dtype) + (1 - decay) * new_w.astype(dtype)
             return mixed.astype(a.dtype)
 
@@ -143,7 +133,7 @@ def average_params(
             updates = _tree.map_updates(
                 to_average, updates, params, average, what="params"
             )
-        return updates, AverageParamsState(
+        return updates, EmaState(
             count=_tree.increment(state.count, period),
             average=average,
             inner_state=inner_state,
@@ -155,8 +145,8 @@ def average_params(
 def averaged_params(state: optax.OptState) -> optax.Params:
     """The EMA of the parameters held in an optimizer state.
 
-    Finds the :class:`jsgd.AverageParamsState` inside ``state`` (of an
-    optimizer built with ``use_ema=True`` or :func:`jsgd.average_params`,
+    Finds the :class:`jsgd.EmaState` inside ``state`` (of an
+    optimizer built with ``use_ema=True`` or :func:`jsgd.with_ema`,
     possibly inside ``optax.chain`` or other wrappers) and returns its average.
 
     Args:
@@ -177,14 +167,12 @@ def averaged_params(state: optax.OptState) -> optax.Params:
     """
     found = [
         s.average
-        for s in jax.tree.leaves(
-            state, is_leaf=lambda x: isinstance(x, AverageParamsState)
-        )
-        if isinstance(s, AverageParamsState)
+        for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, EmaState))
+        if isinstance(s, EmaState)
     ]
     if len(found) != 1:
         raise ValueError(
-            "averaged_params needs a state with exactly one AverageParamsState "
+            "averaged_params needs a state with exactly one EmaState "
             f"(an optimizer built with use_ema=True); found {len(found)}."
         )
     return found[0]

@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from jsgd._indexed_slices import IndexedSlices, padded_indices
+from jsgd._sparse.indexed_slices import IndexedSlices, padded_indices
 
 
 def value_and_row_grad(

@@ -1,0 +1,1 @@
+"""Layer 1: pytree, dtype and hyperparameter-validation helpers."""

@@ -1,0 +1,295 @@
+"""One definition per optimizer: its signature plus a declarative spec.
+
+An optimizer is written once, as an explicit factory signature (names, order,
+defaults: what ``optax.inject_hyperparams``, :func:`jsgd.sweep`, IDEs and
+pyright read) decorated with :func:`optimizer`, which declares the rest: the
+check of each argument, the keys ``get_config`` always reports, whether it
+takes :class:`jsgd.IndexedSlices`, and the ``core`` that builds its steps.
+Everything else is derived from that: the factory's validation (one pass in
+signature order, the same for every optimizer), the shared keywords' Args
+docs, the Keras-style class (its positional arguments, defaults,
+``__init__`` signature and config key order) and the tests' registry
+(:data:`REGISTRY`).
+
+The keywords every optimizer of a family shares (Keras 3's base-optimizer
+keywords: :data:`KERAS_KEYWORDS`) are defined once, with their checks and
+docs, in a :class:`Family`; a family also says how its optimizers wrap their
+core (:func:`jsgd._optimizers.keras_keywords.keras_chain` for Keras's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import textwrap
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import optax
+
+from jsgd._common import validation as _validation
+from jsgd._sparse.indexed_slices import takes_indexed_slices
+
+Check = Callable[[str, Any], object]
+"""``check(name, value)`` raises for a bad concrete value (its result is unused)."""
+
+_Factory = TypeVar("_Factory", bound=Callable[..., optax.GradientTransformation])
+
+
+@dataclasses.dataclass(frozen=True)
+class Optional:
+    """``check``, but ``None`` is also accepted (and means "off")."""
+
+    check: Check
+
+    def __call__(self, name: str, value: Any) -> None:
+        if value is not None:
+            self.check(name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyword:
+    """A keyword shared by every optimizer of a family.
+
+    Attributes:
+      name: the argument's name.
+      default: its default (each factory's signature must repeat it).
+      check: the check of its concrete values.
+      doc: its Args entry, written once for every optimizer's docstring.
+      excludes: a keyword listed earlier that must not be set together with
+        this one; reported when this one is reached.
+    """
+
+    name: str
+    default: Any
+    check: Check
+    doc: str
+    excludes: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Optimizers that share keywords and the way their core is wrapped.
+
+    Attributes:
+      name: the family's name, as in error messages ("Keras").
+      keywords: the shared keywords, in the order every signature lists them
+        (right after the positional arguments).
+      build: ``build(spec, arguments) -> transformation``: wraps
+        ``spec.core`` with the shared keywords.
+    """
+
+    name: str
+    keywords: tuple[Keyword, ...]
+    build: Callable[[OptimizerSpec, dict[str, Any]], optax.GradientTransformation]
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Keyword]:
+        """The keywords by name."""
+        return {k.name: k for k in self.keywords}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything about one optimizer that is not its math.
+
+    Attributes:
+      class_name: the name of its Keras-style class (and its default ``name``).
+      family: the :class:`Family` whose keywords it takes.
+      signature: the factory's signature: argument names, order and defaults.
+      checks: one check per argument of the factory, in signature order.
+      config_keys: the keys ``get_config`` reports even at their default.
+      sparse: whether it takes :class:`jsgd.IndexedSlices` gradients (it then
+        has a ``lazy`` argument).
+      core: ``core(lr_t, **own_arguments) -> [steps]``: its math, as jsgd
+        transforms, at the learning rate ``lr_t`` the family computes.
+    """
+
+    class_name: str
+    family: Family
+    signature: inspect.Signature
+    checks: Mapping[str, Check]
+    config_keys: tuple[str, ...]
+    sparse: bool
+    core: Callable[..., list[optax.GradientTransformation]]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every argument's default, in signature order."""
+        return {n: p.default for n, p in self.signature.parameters.items()}
+
+    @property
+    def positional(self) -> tuple[str, ...]:
+        """The arguments that may be passed by position."""
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return tuple(n for n, p in self.signature.parameters.items() if p.kind is kind)
+
+    @property
+    def own_arguments(self) -> tuple[str, ...]:
+        """The arguments that are not the family's shared keywords."""
+        return tuple(n for n in self.signature.parameters if n not in self.shared)
+
+    @property
+    def shared(self) -> dict[str, Keyword]:
+        """The family's shared keywords, by name."""
+        return self.family.by_name
+
+    def validate(self, arguments: Mapping[str, Any]) -> None:
+        """Checks every argument in signature order: the first bad one raises."""
+        for name, check in self.checks.items():
+            check(name, arguments[name])
+            keyword = self.shared.get(name)
+            if keyword is not None and keyword.excludes is not None:
+                other = keyword.excludes
+                if arguments[other] is not None and arguments[name] is not None:
+                    raise ValueError(
+                        f"`{other}` and `{name}` cannot both be set. Received: "
+                        f"{other}={arguments[other]}, {name}={arguments[name]}"
+                    )
+
+    def bind(self, factory_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The arguments of one call, defaults filled in, validated."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            hint = " (`lr` is spelled `learning_rate`)" if "lr" in kwargs else ""
+            raise TypeError(f"{factory_name}() {error}{hint}") from None
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        self.validate(arguments)
+        return arguments
+
+
+REGISTRY: dict[str, OptimizerSpec] = {}
+"""Every optimizer's spec, by class name: what the tests iterate over."""
+
+
+def _insert_shared_docs(doc: str, keywords: tuple[Keyword, ...]) -> str:
+    """Appends the shared keywords' entries to the end of a docstring's Args."""
+    doc = inspect.cleandoc(doc)
+    head, marker, tail = doc.partition("\n\nReturns:")
+    if not marker:
+        raise ValueError("an optimizer's docstring needs Args and Returns sections")
+    entries = [
+        textwrap.fill(
+            f"{k.name}: {k.doc}",
+            width=80,
+            break_long_words=False,
+            break_on_hyphens=False,
+            initial_indent="  ",
+            subsequent_indent="    ",
+        )
+        for k in keywords
+    ]
+    return "\n".join([head, *entries]) + marker + tail
+
+
+def _check_definition(
+    factory: Callable[..., Any], spec: OptimizerSpec, family: Family
+) -> None:
+    """Rejects, at import time, a definition whose parts disagree."""
+    where = f"jsgd.{factory.__name__}"
+    parameters = spec.signature.parameters
+    names = list(parameters)
+    if list(spec.checks) != names:
+        raise AssertionError(f"{where}: checks {list(spec.checks)} != {names}")
+    shared_names = [k.name for k in family.keywords]
+    start = len(spec.positional)
+    if names[start : start + len(shared_names)] != shared_names:
+        raise AssertionError(
+            f"{where}: the {family.name} keywords must follow the positional "
+            f"arguments, in the order {shared_names}"
+        )
+    for keyword in family.keywords:
+        if parameters[keyword.name].default != keyword.default:
+            raise AssertionError(f"{where}: default of {keyword.name} differs")
+    if spec.sparse != ("lazy" in parameters):
+        raise AssertionError(f"{where}: `lazy` is the argument of sparse optimizers")
+    core_names = list(inspect.signature(spec.core).parameters)
+    expected = ["learning_rate", *(n for n in spec.own_arguments[1:] if n != "lazy")]
+    if spec.own_arguments[0] != "learning_rate" or core_names != expected:
+        raise AssertionError(f"{where}: core takes {core_names}, not {expected}")
+    if not set(spec.config_keys) <= set(names):
+        raise AssertionError(f"{where}: unknown config keys {spec.config_keys}")
+
+
+def optimizer(
+    *,
+    class_name: str,
+    family: Family,
+    core: Callable[..., list[optax.GradientTransformation]],
+    checks: Mapping[str, Check],
+    config_keys: tuple[str, ...],
+    sparse: bool = False,
+) -> Callable[[_Factory], _Factory]:
+    """Declares an optimizer: decorates its factory's signature-and-docs stub.
+
+    Args:
+      class_name: the Keras-style class's name.
+      family: whose shared keywords it takes and how its core is wrapped.
+      core: ``core(learning_rate, **own) -> [steps]``, its steps at the
+        learning rate ``lr_t`` (own arguments: all but the shared keywords and
+        ``lazy``).
+      checks: the check of each own argument; the shared keywords' come from
+        ``family``.
+      config_keys: the keys ``get_config`` always reports.
+      sparse: whether it takes :class:`jsgd.IndexedSlices` (with ``lazy``).
+
+    Returns:
+      A decorator turning the stub into the factory: arguments bound and
+      checked in signature order, then ``family.build(spec, arguments)``.
+    """
+
+    def decorate(stub: _Factory) -> _Factory:
+        signature = inspect.signature(stub)
+        own_checks = dict(checks)
+        all_checks = {
+            name: own_checks.pop(name)
+            if name in own_checks
+            else family.by_name[name].check
+            for name in signature.parameters
+        }
+        if own_checks:
+            raise AssertionError(f"checks for unknown arguments {list(own_checks)}")
+        spec = OptimizerSpec(
+            class_name=class_name,
+            family=family,
+            signature=signature,
+            checks=all_checks,
+            config_keys=config_keys,
+            sparse=sparse,
+            core=core,
+        )
+        _check_definition(stub, spec, family)
+
+        @functools.wraps(stub)
+        def factory(*args: Any, **kwargs: Any) -> optax.GradientTransformation:
+            return family.build(spec, spec.bind(stub.__name__, *args, **kwargs))
+
+        factory.__doc__ = _insert_shared_docs(stub.__doc__ or "", family.keywords)
+        factory.spec = spec  # pyright: ignore[reportFunctionMemberAccess]
+        REGISTRY[class_name] = spec
+        if sparse:
+            takes_indexed_slices(factory)
+            takes_indexed_slices(factory, name=class_name)
+        return factory  # pyright: ignore[reportReturnType]
+
+    return decorate
+
+
+def spec_of(factory: Callable[..., Any]) -> OptimizerSpec:
+    """The spec an :func:`optimizer`-decorated factory was declared with."""
+    spec = getattr(factory, "spec", None)
+    if not isinstance(spec, OptimizerSpec):
+        raise TypeError(f"{factory!r} is not a jsgd optimizer factory")
+    return spec
+
+
+# The checks the optimizers' arguments use, by what they require.
+learning_rate = _validation.check_learning_rate
+unit_interval = _validation.check_unit_interval
+non_negative = _validation.check_non_negative
+positive = _validation.check_positive
+switch = _validation.check_bool
+dtype = _validation.canonical_dtype

@@ -1,0 +1,1 @@
+"""Layer 0: row-sparse gradients (``IndexedSlices``) and row operations."""

@@ -1,0 +1,1 @@
+"""Layer 3: training helpers generic over any optax transformation."""

@@ -1,0 +1,1 @@
+"""Layer 2: the gradient transformations every optimizer is composed of."""
