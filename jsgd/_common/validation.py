@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import jax.numpy as jnp
 import numpy as np
@@ -145,6 +145,14 @@ def is_static_zero(value: Any) -> bool:
     )
 
 
+@overload
+def check_integer(
+    name: str, value: Any, minimum: int, *, optional: Literal[False] = False
+) -> int: ...
+@overload
+def check_integer(
+    name: str, value: Any, minimum: int, *, optional: bool
+) -> int | None: ...
 def check_integer(
     name: str, value: Any, minimum: int, *, optional: bool = False
 ) -> int | None:
@@ -157,7 +165,7 @@ def check_integer(
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         valid = False
     else:
-        valid = value >= minimum
+        valid = int(value) >= minimum
     if not valid:
         allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
         raise ValueError(

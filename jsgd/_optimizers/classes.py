@@ -88,6 +88,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _with_arguments_docs(doc: str, factory_name: str) -> str:
+    """A class docstring with its Args and Raises, which its factory's are."""
+    summary, marker, examples = inspect.cleandoc(doc).partition("\nExamples:\n")
+    sections = f"""Args:
+  name: Keras's optimizer name (kept in the config only). Every other
+    argument is :func:`jsgd.{factory_name}`'s: the same names, defaults and
+    checks, the positional ones in the same order (``name`` after them).
+
+Raises:
+  ValueError, TypeError: as :func:`jsgd.{factory_name}`; TypeError also for an
+    unknown keyword (the valid ones are listed) or a non-str ``name``.
+"""
+    return f"{summary.rstrip()}\n\n{sections}{marker}{examples}"
+
+
 def _rebuild(cls: type[KerasOptimizer], config: dict[str, Any]) -> KerasOptimizer:
     return cls(**config)
 
@@ -143,6 +158,21 @@ class KerasOptimizer:
             parameters=[*parameters[:split], name, *parameters[split:]],
             return_annotation=inspect.Signature.empty,
         )
+
+        # A per-class __init__ carrying the signature, for tools that read
+        # __init__ rather than the class (griffe, help()).
+        def __init__(self: KerasOptimizer, *args: Any, **kwargs: Any) -> None:
+            KerasOptimizer.__init__(self, *args, **kwargs)
+
+        self_parameter = inspect.Parameter(
+            "self", inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        __init__.__signature__ = cls.__signature__.replace(  # pyright: ignore[reportFunctionMemberAccess]
+            parameters=[self_parameter, *cls.__signature__.parameters.values()]
+        )
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = __init__
+        cls.__doc__ = _with_arguments_docs(cls.__doc__ or "", factory.__name__)
         for key in cls._defaults:
             if key not in cls.__dict__:
                 setattr(cls, key, property(lambda self, key=key: self._config[key]))
@@ -169,10 +199,12 @@ class KerasOptimizer:
         name = arguments.pop("name")
         if not isinstance(name, str):
             raise TypeError(f"`name` must be a str. Received: name={name!r}")
-        config = self._normalize({"name": name, **arguments})
-        hyperparameters = {k: v for k, v in config.items() if k != "name"}
-        object.__setattr__(self, "_config", config)
-        object.__setattr__(self, "_transformation", self._factory(**hyperparameters))
+        # The factory checks every argument, in signature order, first.
+        transformation = self._factory(**arguments)
+        object.__setattr__(
+            self, "_config", self._normalize({"name": name, **arguments})
+        )
+        object.__setattr__(self, "_transformation", transformation)
 
     # --- the gradient-transformation protocol ---------------------------------
 
@@ -213,7 +245,7 @@ class KerasOptimizer:
         """
         if state is None:
             state = self.init(params)
-        params, state, _ = gradient_step(loss_fn, self, params, state)
+        params, state, _ = gradient_step(loss_fn, self._transformation, params, state)
         return params, state
 
     # --- configuration ----------------------------------------------------------
@@ -308,16 +340,6 @@ class SGD(KerasOptimizer, factory=sgd):
     ``get_config()`` / ``SGD.from_config(config)`` round-trip it through JSON
     with Keras's key names.
 
-    Args:
-      *args, **kwargs: the arguments of :func:`jsgd.sgd` (the same names,
-        defaults and checks; the positional ones in the same order), and
-        ``name``, Keras's optimizer name (kept in the config only), after
-        the positional ones.
-
-    Raises:
-      ValueError, TypeError: as :func:`jsgd.sgd`; TypeError also for an
-        unknown keyword (the valid ones are listed) or a non-str ``name``.
-
     Examples:
       The legacy tf.keras (TF 2.x ``OptimizerV2``) doctests, on
       ``loss = var**2 / 2`` from 1.0:
@@ -351,16 +373,6 @@ class Adagrad(KerasOptimizer, factory=adagrad):
     Behaves like :class:`jsgd.SGD`: ``init``/``update``, ``minimize``,
     ``get_config``/``from_config``, ``replace``; immutable and hashable.
 
-    Args:
-      *args, **kwargs: the arguments of :func:`jsgd.adagrad` (the same names,
-        defaults and checks; the positional ones in the same order), and
-        ``name``, Keras's optimizer name (kept in the config only), after
-        the positional ones.
-
-    Raises:
-      ValueError, TypeError: as :func:`jsgd.adagrad`; TypeError also for an
-        unknown keyword (the valid ones are listed) or a non-str ``name``.
-
     Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.Adagrad(learning_rate=0.1, initial_accumulator_value=0.0,
@@ -379,16 +391,6 @@ class RMSprop(KerasOptimizer, factory=rmsprop):
     The update rule, its state and every argument are :func:`jsgd.rmsprop`'s.
     Behaves like :class:`jsgd.SGD`.
 
-    Args:
-      *args, **kwargs: the arguments of :func:`jsgd.rmsprop` (the same names,
-        defaults and checks; the positional ones in the same order), and
-        ``name``, Keras's optimizer name (kept in the config only), after
-        the positional ones.
-
-    Raises:
-      ValueError, TypeError: as :func:`jsgd.rmsprop`; TypeError also for an
-        unknown keyword (the valid ones are listed) or a non-str ``name``.
-
     Examples:
       >>> import jax.numpy as jnp, jsgd
       >>> opt = jsgd.RMSprop(learning_rate=0.01, rho=0.75, epsilon=0.0)
@@ -405,16 +407,6 @@ class Adam(KerasOptimizer, factory=adam):
 
     The update rule, its state and every argument are :func:`jsgd.adam`'s.
     Behaves like :class:`jsgd.SGD`.
-
-    Args:
-      *args, **kwargs: the arguments of :func:`jsgd.adam` (the same names,
-        defaults and checks; the positional ones in the same order), and
-        ``name``, Keras's optimizer name (kept in the config only), after
-        the positional ones.
-
-    Raises:
-      ValueError, TypeError: as :func:`jsgd.adam`; TypeError also for an
-        unknown keyword (the valid ones are listed) or a non-str ``name``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd

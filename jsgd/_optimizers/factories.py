@@ -175,6 +175,7 @@ def sgd(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       >>> print(f"{float(params):.2f}")  # 1 - 0.1 - 0.18
       0.72
     """
+    ...  # built by @optimizer: family.build(spec, checked arguments)
 
 
 def _adagrad_core(
@@ -254,6 +255,7 @@ def adagrad(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       >>> print(f"{float(u[0]):.6f}")  # -0.1 * 0.3 / sqrt(0.1 + 0.09 + 1e-7)
       -0.068825
     """
+    ...  # built by @optimizer: family.build(spec, checked arguments)
 
 
 def _rmsprop_core(
@@ -345,6 +347,7 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       >>> u  # -0.01 * 2 / sqrt(0.25 * 4)
       Array([-0.02], dtype=float32)
     """
+    ...  # built by @optimizer: family.build(spec, checked arguments)
 
 
 def _adam_core(
@@ -431,3 +434,4 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       >>> print(f"{float(u[0]):.4f}")  # the first step is -lr * sign(g)
       0.1000
     """
+    ...  # built by @optimizer: family.build(spec, checked arguments)

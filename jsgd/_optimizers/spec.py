@@ -263,11 +263,15 @@ def optimizer(
         )
         _check_definition(stub, spec, family)
 
-        @functools.wraps(stub)
         def factory(*args: Any, **kwargs: Any) -> optax.GradientTransformation:
             return family.build(spec, spec.bind(stub.__name__, *args, **kwargs))
 
+        # The stub's name and signature, and its docs with the shared keywords'
+        # entries; not __wrapped__, so that documentation tools read these.
+        for attribute in ("__module__", "__name__", "__qualname__", "__annotations__"):
+            setattr(factory, attribute, getattr(stub, attribute))
         factory.__doc__ = _insert_shared_docs(stub.__doc__ or "", family.keywords)
+        factory.__signature__ = signature  # pyright: ignore[reportFunctionMemberAccess]
         factory.spec = spec  # pyright: ignore[reportFunctionMemberAccess]
         REGISTRY[class_name] = spec
         if sparse:

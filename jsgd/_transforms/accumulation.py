@@ -71,7 +71,7 @@ def accumulate_gradients(
       >>> float(u1), float(u2)  # nothing, then -(1 + 3) / 2
       (0.0, -2.0)
     """
-    steps = int(_validation.check_integer("steps", steps, 2))  # never None
+    steps = _validation.check_integer("steps", steps, 2)
     inner = optax.with_extra_args_support(transformation)
 
     def init_fn(params: optax.Params) -> AccumulateGradientsState:
