@@ -249,7 +249,40 @@ class LearningRateSchedule:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExponentialDecay(LearningRateSchedule):
+class _DecayEveryDecaySteps(LearningRateSchedule):
+    """The fields, checks and progress shared by two of Keras's schedules.
+
+    ``ExponentialDecay`` and ``InverseTimeDecay`` take the same arguments and
+    differ only in what they do with ``p = count / decay_steps``.
+    """
+
+    initial_learning_rate: float
+    decay_steps: float
+    decay_rate: float
+    staircase: bool = False
+    name: str | None = None
+
+    def _normalize(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": _non_negative(
+                "initial_learning_rate", self.initial_learning_rate
+            ),
+            "decay_steps": _positive("decay_steps", self.decay_steps),
+            "decay_rate": _non_negative("decay_rate", self.decay_rate),
+            "staircase": _bool("staircase", self.staircase),
+            "name": _name(self.name),
+        }
+
+    def _progress(self, count: jax.typing.ArrayLike) -> jax.Array:
+        """``count / decay_steps`` in float32, floored when ``staircase``."""
+        step, decay_steps = _f32(count), _f32(self.decay_steps)
+        if self.staircase:
+            return _floor_quotient(step, decay_steps)
+        return step / decay_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentialDecay(_DecayEveryDecaySteps):
     """Exponential decay: ``keras.optimizers.schedules.ExponentialDecay``.
 
     With ``p = count / decay_steps`` (``floor(count / decay_steps)`` when
@@ -284,31 +317,15 @@ class ExponentialDecay(LearningRateSchedule):
       [0.1, 0.1, 0.05, 0.05, 0.025]
     """
 
-    initial_learning_rate: float
-    decay_steps: float
-    decay_rate: float
-    staircase: bool = False
     name: str | None = "ExponentialDecay"
 
-    def _normalize(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": _non_negative(
-                "initial_learning_rate", self.initial_learning_rate
-            ),
-            "decay_steps": _positive("decay_steps", self.decay_steps),
-            "decay_rate": _non_negative("decay_rate", self.decay_rate),
-            "staircase": _bool("staircase", self.staircase),
-            "name": _name(self.name),
-        }
-
     def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
-        step, decay_steps = _f32(count), _f32(self.decay_steps)
-        p = _floor_quotient(step, decay_steps) if self.staircase else step / decay_steps
+        p = self._progress(count)
         return _f32(self.initial_learning_rate) * jnp.power(_f32(self.decay_rate), p)
 
 
 @dataclasses.dataclass(frozen=True)
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_DecayEveryDecaySteps):
     """Inverse time decay: ``keras.optimizers.schedules.InverseTimeDecay``.
 
     With ``p = count / decay_steps`` (``floor(count / decay_steps)`` when
@@ -342,27 +359,10 @@ class InverseTimeDecay(LearningRateSchedule):
       [0.1, 0.05, 0.0333, 0.025]
     """
 
-    initial_learning_rate: float
-    decay_steps: float
-    decay_rate: float
-    staircase: bool = False
     name: str | None = "InverseTimeDecay"
 
-    def _normalize(self) -> dict[str, Any]:
-        return {
-            "initial_learning_rate": _non_negative(
-                "initial_learning_rate", self.initial_learning_rate
-            ),
-            "decay_steps": _positive("decay_steps", self.decay_steps),
-            "decay_rate": _non_negative("decay_rate", self.decay_rate),
-            "staircase": _bool("staircase", self.staircase),
-            "name": _name(self.name),
-        }
-
     def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
-        step, decay_steps = _f32(count), _f32(self.decay_steps)
-        p = _floor_quotient(step, decay_steps) if self.staircase else step / decay_steps
-        denominator = _f32(1) + _f32(self.decay_rate) * p
+        denominator = _f32(1) + _f32(self.decay_rate) * self._progress(count)
         return _f32(self.initial_learning_rate) / denominator
 
 
