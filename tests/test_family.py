@@ -15,6 +15,7 @@ import optax
 import pytest
 
 import jsgd
+from tests._registry import CLASS_NAMES, FAMILY_SCHEDULE, REGISTRY
 
 GRADS = [1.0, 2.0, -1.0]
 
@@ -110,15 +111,9 @@ def test_averaged_params_needs_an_ema():
         jsgd.averaged_params(jsgd.sgd(0.1).init(jnp.zeros(2)))
 
 
-# --- registry: every optimizer, checked the same way -------------------------------
+# --- the registry's classes (tests/_registry.py), checked the same way ----------------
+# (jit against eager, vmap and eval_shape are test_reliability.py's, for every entry)
 
-SCHEDULE = jsgd.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
-FAMILY = {
-    "SGD": jsgd.SGD(SCHEDULE, momentum=0.9, nesterov=True, clipnorm=1.0),
-    "Adagrad": jsgd.Adagrad(SCHEDULE, weight_decay=0.01, global_clipnorm=1.0),
-    "RMSprop": jsgd.RMSprop(0.01, momentum=0.5, centered=True, use_ema=True),
-    "Adam": jsgd.Adam(SCHEDULE, amsgrad=True, gradient_accumulation_steps=2),
-}
 PARAMS = {"w": jnp.array([[1.0, -2.0], [0.5, 3.0]]), "b": jnp.array([0.1, -0.1])}
 
 
@@ -131,40 +126,17 @@ def batches(n):
     return [jnp.asarray(rng.normal(size=(3, 2)), jnp.float32) for _ in range(n)]
 
 
-def train(tx, steps, wrap=lambda f: f):
-    def step(params, state, x):
-        updates, state = tx.update(jax.grad(loss)(params, x), state, params)
-        return optax.apply_updates(params, updates), state
-
-    step = wrap(step)
+def train(tx, steps):
     params, state = PARAMS, tx.init(PARAMS)
     for x in batches(steps):
-        params, state = step(params, state, x)
+        updates, state = tx.update(jax.grad(loss)(params, x), state, params)
+        params = optax.apply_updates(params, updates)
     return params
 
 
-@pytest.mark.parametrize("name", FAMILY)
-def test_jit_equals_eager_and_compiles_once(name):
-    traces = []
-
-    def counted(step):
-        def wrapper(*args):
-            traces.append(1)
-            return step(*args)
-
-        return jax.jit(wrapper)
-
-    eager = train(FAMILY[name], 6)
-    jitted = train(FAMILY[name], 6, counted)
-    assert len(traces) == 1
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), eager, jitted
-    )
-
-
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("name", CLASS_NAMES)
 def test_config_round_trip_through_json(name):
-    opt = FAMILY[name]
+    opt = REGISTRY[name].make()
     rebuilt = type(opt).from_config(json.loads(json.dumps(opt.get_config())))
     assert rebuilt == opt and hash(rebuilt) == hash(opt)
     jax.tree.map(np.testing.assert_array_equal, train(rebuilt, 4), train(opt, 4))
@@ -172,32 +144,70 @@ def test_config_round_trip_through_json(name):
     assert type(opt).from_config(json.loads(json.dumps(plain.get_config()))) == plain
 
 
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("name", CLASS_NAMES)
 def test_class_equals_factory(name):
-    opt = FAMILY[name]
-    factory = getattr(jsgd, name.lower())
+    opt = REGISTRY[name].make()
+    factory = getattr(jsgd, type(opt).__name__.lower())
     config = {k: v for k, v in opt._config.items() if k != "name"}
     jax.tree.map(
         np.testing.assert_array_equal, train(opt, 4), train(factory(**config), 4)
     )
 
 
-@pytest.mark.parametrize("name", FAMILY)
-def test_inside_optax_chain_and_nnx(name):
+def nnx_kernels(opt, steps):
+    """A flax.nnx.Linear's kernel before and after each of ``steps`` updates on
+    one batch, and the loss's gradient at the start."""
     from flax import nnx
-
-    opt = FAMILY[name]
-    chained = train(optax.chain(optax.identity(), opt), 3)
-    jax.tree.map(np.testing.assert_array_equal, chained, train(opt, 3))
 
     model = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, opt, wrt=nnx.Param)
     x = batches(1)[0]
-    before = model.kernel[...]
-    for _ in range(2):
-        grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
-        optimizer.update(model, grads)
-    assert not np.allclose(model.kernel[...], before) or name == "Adam"
+    kernels, grads = [model.kernel[...]], None
+    for _ in range(steps):
+        g = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+        grads = g if grads is None else grads
+        optimizer.update(model, g)
+        kernels.append(model.kernel[...])
+    return kernels, grads
+
+
+@pytest.mark.parametrize("name", CLASS_NAMES)
+def test_inside_optax_chain_and_nnx(name):
+    opt = REGISTRY[name].make()
+    chained = train(optax.chain(optax.identity(), opt), 3)
+    jax.tree.map(np.testing.assert_array_equal, chained, train(opt, 3))
+
+    (before, first, second), _ = nnx_kernels(opt, 2)
+    if REGISTRY[name].deferred:
+        # Accumulation over two micro-steps: the first only sums, the second
+        # is a real step (test_adam_first_real_step_under_nnx_follows_its_math).
+        np.testing.assert_array_equal(first, before)
+        assert not np.allclose(second, before)
+    else:
+        assert not np.allclose(first, before) and not np.allclose(second, first)
+
+
+def test_adam_first_real_step_under_nnx_follows_its_math():
+    # The registry's Adam accumulates two micro-steps: the first moves nothing,
+    # the second is Adam's first step on the mean gradient, which is the first
+    # gradient g (the kernel did not move in between). At t = 1, with
+    # m = (1 - b1) g and v = v_hat = (1 - b2) g^2 (amsgrad), Keras's step
+    # lr * sqrt(1 - b2) / (1 - b1) * m / (sqrt(v) + eps) is
+    # lr * g / (|g| + eps / sqrt(1 - b2)): lr times the sign of g, up to eps.
+    # Keras reads the schedule at the micro-step count, 1.
+    opt = REGISTRY["Adam-keras-keywords"].make()
+    config = opt.get_config()
+    assert config["gradient_accumulation_steps"] == 2 and config["amsgrad"]
+    (before, first, second), grads = nnx_kernels(opt, 2)
+    np.testing.assert_array_equal(first, before)
+    g = np.asarray(grads["kernel"][...], np.float64)
+    lr = float(FAMILY_SCHEDULE(1))
+    eps, b2 = config["epsilon"], config["beta_2"]
+    expected = np.asarray(before, np.float64) - lr * g / (
+        np.abs(g) + eps / np.sqrt(1 - b2)
+    )
+    np.testing.assert_allclose(second, expected, rtol=1e-5, atol=1e-7)
+    assert np.all(np.abs(second - before) <= lr * (1 + 1e-6))
 
 
 @pytest.mark.parametrize(

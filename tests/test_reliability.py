@@ -75,8 +75,8 @@ def assert_trees_close(a, b, **tolerance):
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_equals_eager_and_compiles_once(name):
     # Once for every entry (this was written three times: here, in
-    # test_family.py and, for four sgd configurations, test_composition.py);
-    # both tolerances those used hold.
+    # test_family.py for the classes and in test_composition.py for four sgd
+    # configurations), with the tolerances each of those used.
     tx = REGISTRY[name].make()
     traces = []
 
@@ -88,8 +88,9 @@ def test_jit_equals_eager_and_compiles_once(name):
     eager = run(tx, make_params(), 6)
     jitted = run(tx, make_params(), 6, jax.jit(step))
     assert len(traces) == 1
-    assert_trees_close(eager[:2], jitted[:2], rtol=1e-6, atol=1e-7)
     assert_trees_close(eager[:2], jitted[:2], rtol=1e-7, atol=1e-6)
+    if name.lower().startswith("sgd"):
+        assert_trees_close(eager[:2], jitted[:2], rtol=1e-6, atol=1e-7)
 
 
 DTYPES = {
