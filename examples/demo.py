@@ -131,7 +131,9 @@ def make_epoch(
     """One epoch: shuffle, then a ``lax.scan`` of optimizer steps over the batches.
 
     Returns ``epoch(params, state, key, every, x_train, y_train, x_test, y_test)
-    -> (params, state, losses, test_accuracy)``. ``losses[i]`` is the loss on the
+    -> (params, state, losses, test_accuracy)``, ``key`` a shuffle key's raw
+    ``uint32`` data (``jax.random.key_data``: a NumPy row per epoch is free to
+    index, an eager slice of a key array is not). ``losses[i]`` is the loss on the
     whole training set after step ``i`` when ``(i + 1) % every == 0`` or ``i`` is
     the last step, NaN otherwise (``every`` is traced: one compile serves a
     step-by-step first epoch and sparser later ones). The last partial batch is
@@ -140,6 +142,7 @@ def make_epoch(
     n_batches = n_train // batch_size
 
     def epoch(params, state, key, every, x_train, y_train, x_test, y_test):
+        key = jax.random.wrap_key_data(key)
         order = jax.random.permutation(key, n_train)[: n_batches * batch_size]
         xs = x_train[order].reshape(n_batches, batch_size, -1)
         ys = y_train[order].reshape(n_batches, batch_size)
@@ -194,7 +197,7 @@ class Compiled:
     state: Any
     initial_loss: float
     compile_s: float
-    epoch_keys: jax.Array  # one shuffle key per epoch, the same for every run
+    epoch_keys: np.ndarray  # one shuffle key (raw data) per epoch, as every run's
 
 
 def compile_run(run: Run, data: tuple[jax.Array, ...], epochs: int) -> Compiled:
@@ -210,14 +213,15 @@ def compile_run(run: Run, data: tuple[jax.Array, ...], epochs: int) -> Compiled:
     params = init_params(jax.random.key(SEED), (x_train.shape[1], HIDDEN, 10))
     state = run.optimizer.init(params)
     initial_loss = float(loss_fn(params, x_train, y_train))
+    keys = jax.random.split(jax.random.key(SEED + 1), epochs)
+    epoch_keys = np.asarray(jax.random.key_data(keys))
     start = time.perf_counter()
     epoch = (
         make_epoch(run.optimizer, batch_size, n_train)
-        .lower(params, state, jax.random.key(0), jnp.int32(1), *data)
+        .lower(params, state, epoch_keys[0], jnp.int32(1), *data)
         .compile()
     )
     compile_s = time.perf_counter() - start
-    epoch_keys = jax.random.split(jax.random.key(SEED + 1), epochs)
     return Compiled(run, epoch, params, state, initial_loss, compile_s, epoch_keys)
 
 
