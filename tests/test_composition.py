@@ -1,5 +1,9 @@
-"""jsgd inside JAX and optax: jit, vmap, pytrees, chain, inject_hyperparams,
-MultiSteps, apply_if_finite and flax.nnx.Optimizer.
+"""jsgd inside JAX and optax: vmap over hyperparameters, pytrees, chain,
+inject_hyperparams, MultiSteps and flax.nnx.Optimizer.
+
+jit against eager, vmap over an ensemble, eval_shape of init and
+apply_if_finite are tested once for every transform and optimizer, in
+test_reliability.py (the registry is tests/_registry.py).
 """
 
 import jax
@@ -22,65 +26,16 @@ def batches(n, seed=0):
     return [jnp.asarray(rng.normal(size=(3, 2)), jnp.float32) for _ in range(n)]
 
 
-CONFIGS = {
-    "plain": dict(learning_rate=0.05),
-    "keras-nesterov-clip": dict(
-        learning_rate=0.05, momentum=0.9, nesterov=True, clipnorm=1.0
-    ),
-    "torch-dampening": dict(
-        learning_rate=0.05, momentum=0.8, dampening=0.3, lr_in_velocity=False
-    ),
-    "everything": dict(
-        learning_rate=0.05,
-        momentum=0.9,
-        clipvalue=2.0,
-        global_clipnorm=3.0,
-        decay=0.1,
-        weight_decay=0.01,
-    ),
-}
-
-
-def train(tx, steps, step_fn=None):
+def train(tx, steps):
     params, state = PARAMS, tx.init(PARAMS)
-
-    def step(params, state, x):
-        grads = jax.grad(loss)(params, x)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    step_fn = step_fn(step) if step_fn else step
     for x in batches(steps):
-        params, state = step_fn(params, state, x)
+        updates, state = tx.update(jax.grad(loss)(params, x), state, params)
+        params = optax.apply_updates(params, updates)
     return params, state
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_jit_equals_eager(name):
-    tx = jsgd.sgd(**CONFIGS[name])
-    eager, _ = train(tx, 6)
-    jitted, _ = train(tx, 6, jax.jit)
-    chex_close(eager, jitted, rtol=1e-6)
 
 
 def chex_close(a, b, rtol=1e-6, atol=1e-7):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol, atol), a, b)
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_jitted_update_compiles_once(name):
-    tx = jsgd.sgd(**CONFIGS[name])
-    traces = []
-
-    def counted(step):
-        def wrapper(params, state, x):
-            traces.append(1)
-            return step(params, state, x)
-
-        return jax.jit(wrapper)
-
-    train(tx, 10, counted)
-    assert len(traces) == 1
 
 
 def test_counters_are_int32_and_saturate():
@@ -157,48 +112,6 @@ def test_multisteps_accumulates_then_steps():
         updates, ref_state = opt.update(g, ref_state, ref)
         ref = optax.apply_updates(ref, updates)
     chex_close(params, ref)
-
-
-def test_apply_if_finite_skips_a_nan_step_without_touching_state():
-    tx = optax.apply_if_finite(jsgd.sgd(0.1, 0.9, global_clipnorm=1.0), 3)
-    xs = batches(4)
-    params, state = PARAMS, tx.init(PARAMS)
-    clean, clean_state = PARAMS, tx.init(PARAMS)
-    for i, x in enumerate(xs):
-        grads = jax.grad(loss)(params, x)
-        if i == 1:
-            bad = jax.tree.map(lambda g: g.at[0].set(jnp.nan), grads)
-            updates, state = tx.update(bad, state, params)
-            params = optax.apply_updates(params, updates)
-        grads = jax.grad(loss)(params, x)
-        updates, state = tx.update(grads, state, params)
-        params = optax.apply_updates(params, updates)
-        grads = jax.grad(loss)(clean, x)
-        updates, clean_state = tx.update(grads, clean_state, clean)
-        clean = optax.apply_updates(clean, updates)
-    chex_close(params, clean, rtol=0, atol=0)
-    chex_close(state.inner_state, clean_state.inner_state, rtol=0, atol=0)
-    assert int(state.total_notfinite) == 1
-
-
-def test_vmap_over_an_ensemble_equals_a_loop():
-    tx = jsgd.sgd(0.05, 0.9, nesterov=True, clipnorm=1.0, weight_decay=0.1)
-    ensemble = jax.tree.map(lambda p: jnp.stack([p, 2 * p, -p]), PARAMS)
-    xs = batches(3)
-
-    def step(params, state, x):
-        updates, state = tx.update(jax.grad(loss)(params, x), state, params)
-        return optax.apply_updates(params, updates), state
-
-    params, state = ensemble, jax.vmap(tx.init)(ensemble)
-    for x in xs:
-        params, state = jax.vmap(step, in_axes=(0, 0, None))(params, state, x)
-    for i in range(3):
-        member = jax.tree.map(lambda p, i=i: p[i], ensemble)
-        single, single_state = member, tx.init(member)
-        for x in xs:
-            single, single_state = step(single, single_state, x)
-        chex_close(jax.tree.map(lambda p, i=i: p[i], params), single)
 
 
 def test_vmap_over_learning_rates():
@@ -290,10 +203,3 @@ def test_nnx_state_pytree():
     assert isinstance(updates, nnx.State)
     for u in jax.tree.leaves(updates):
         np.testing.assert_allclose(u, -0.1 * np.ones(u.shape), rtol=1e-6)
-
-
-def test_eval_shape_of_init():
-    tx = jsgd.sgd(lambda c: 0.1, 0.9, accumulator_dtype=jnp.bfloat16)
-    shapes = jax.eval_shape(tx.init, PARAMS)
-    velocity = shapes[1].velocity
-    assert velocity["w"].dtype == jnp.bfloat16 and velocity["w"].shape == (2, 2)
