@@ -55,34 +55,107 @@ def _describe(x: Any) -> str:
     return type(x).__name__
 
 
+def _shape_of(x: Any) -> tuple[int, ...] | None:
+    """The dense shape an update or state leaf stands for, if it has one."""
+    if isinstance(x, IndexedSlices):
+        return tuple(x.dense_shape)
+    shape = getattr(x, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def _node_at(tree: Any, path: tuple[Any, ...]) -> Any:
+    """The subtree at a key path (dict keys, sequence indices, attributes)."""
+    for key in path:
+        if isinstance(key, jax.tree_util.DictKey):
+            tree = tree[key.key]
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            tree = tree[key.idx]
+        elif isinstance(key, jax.tree_util.GetAttrKey):
+            tree = getattr(tree, key.name)
+        else:  # a custom node's flattened index: no way down by key
+            raise LookupError(key)
+    return tree
+
+
+def _first_container_mismatch(updates: Any, other: Any, paths: list[Any]) -> str:
+    """Where two trees with the same key paths differ in a container's type."""
+    for path in [(), *paths]:
+        for depth in range(len(path) + 1):
+            prefix = tuple(path[:depth])
+            try:
+                ours, theirs = _node_at(updates, prefix), _node_at(other, prefix)
+            except (LookupError, TypeError, AttributeError):
+                break
+            if type(ours) is not type(theirs):
+                return (
+                    f"at {keystr(prefix)} the updates have a "
+                    f"{type(ours).__name__} and the other a {type(theirs).__name__}"
+                )
+    return "their containers differ"
+
+
 def check_matching(updates: Any, other: Any, what: str) -> None:
     """Raises a ValueError naming the first key path where the trees differ.
 
-    ``other`` may hold anything where ``updates`` holds ``None``.
+    ``other`` may hold anything where ``updates`` holds ``None``. Where
+    ``updates`` holds an array or :class:`IndexedSlices`, ``other`` must hold
+    something other than ``None``, and an array there must have the update's
+    (dense) shape: broadcasting a ``[3, 1]`` gradient against a ``[3]``
+    velocity would silently turn both into ``[3, 3]``.
     """
     treedef = jax.tree.structure(updates, is_leaf=is_update_leaf)
     try:
-        treedef.flatten_up_to(other)
+        theirs_up_to = treedef.flatten_up_to(other)
     except (ValueError, TypeError):
         pass
     else:
+        paths_and_ours = jax.tree_util.tree_flatten_with_path(
+            updates, is_leaf=is_update_leaf
+        )[0]
+        for (path, ours), theirs in zip(paths_and_ours, theirs_up_to, strict=True):
+            if ours is None:
+                continue
+            if theirs is None:
+                raise ValueError(
+                    f"jsgd: the {what} has None at {keystr(path)}, where the updates "
+                    f"have {_describe(ours)}: a state made for other parameters "
+                    "(init(params) with None there), or edited by hand."
+                )
+            our_shape, their_shape = _shape_of(ours), _shape_of(theirs)
+            if their_shape is not None and our_shape != their_shape:
+                raise ValueError(
+                    f"jsgd: the update at {keystr(path)} has shape "
+                    f"{list(our_shape or ())} but the {what} has "
+                    f"{_describe(theirs)} there. Gradients, parameters and "
+                    "optimizer state must have the same shapes (jsgd does not "
+                    "broadcast them)."
+                )
         return
-    ours = dict(
+    ours_by_path = dict(
         jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_update_leaf)[0]
     )
-    theirs = dict(
+    theirs_by_path = dict(
         jax.tree_util.tree_flatten_with_path(other, is_leaf=is_update_leaf)[0]
     )
-    path = next((p for p in ours if p not in theirs), None)
+    path = next((p for p in ours_by_path if p not in theirs_by_path), None)
     if path is not None:
-        where = f"the updates have {_describe(ours[path])} at {keystr(path)}"
+        where = (
+            f"the updates have {_describe(ours_by_path[path])} at {keystr(path)}, "
+            "and the other has nothing there"
+        )
     else:
-        path = next(p for p in theirs if p not in ours)
-        where = f"the {what} has {_describe(theirs[path])} at {keystr(path)}"
+        path = next((p for p in theirs_by_path if p not in ours_by_path), None)
+        if path is not None:
+            where = (
+                f"the {what} has {_describe(theirs_by_path[path])} at "
+                f"{keystr(path)}, and the other has nothing there"
+            )
+        else:  # the same key paths in other containers (a tuple for a list)
+            where = _first_container_mismatch(updates, other, list(ours_by_path))
     raise ValueError(
-        f"jsgd: the updates and the {what} are not the same tree: {where}, and the "
-        "other has nothing there. Gradients, parameters and optimizer state (from "
-        "init(params)) must share one structure."
+        f"jsgd: the updates and the {what} are not the same tree: {where}. "
+        "Gradients, parameters and optimizer state (from init(params)) must share "
+        "one structure."
     )
 
 
@@ -205,11 +278,22 @@ def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:
     """Per-parameter state filled with ``fill``: in ``dtype``, or each leaf's.
 
     Raises:
-      TypeError: for an integer or bool parameter, naming its key path.
+      TypeError: for an integer or bool parameter, or a real ``dtype`` for a
+        complex parameter, naming its key path.
     """
-    jax.tree_util.tree_map_with_path(
-        lambda path, p: require_inexact(path, p, "parameter"), params
-    )
+    def check(path: Any, p: Any) -> None:
+        require_inexact(path, p, "parameter")
+        param_dtype = jnp.result_type(p)
+        if dtype is not None and jnp.issubdtype(param_dtype, jnp.complexfloating):
+            if not jnp.issubdtype(dtype, jnp.complexfloating):
+                raise TypeError(
+                    f"`accumulator_dtype` {jnp.dtype(dtype).name} is real, but the "
+                    f"parameter at {keystr(path)} is {param_dtype}: its state would "
+                    "drop the imaginary part. Pass a complex accumulator_dtype "
+                    "(e.g. complex64) or None."
+                )
+
+    jax.tree_util.tree_map_with_path(check, params)
     return optax.tree.full_like(params, fill, dtype=dtype)
 
 

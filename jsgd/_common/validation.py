@@ -68,13 +68,39 @@ def _received(name: str, value: Any, number: float) -> str:
     return f"Received: {name}={shown}"
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(
+    name: str, value: Any, number: float, *, zero_ok: bool
+) -> None:
+    """Rejects a finite number that float32 arithmetic would make inf (or 0).
+
+    jsgd computes in at least float32: a learning rate of 1e39 would become
+    inf there (NaN updates even for a zero gradient), a loss scale factor of
+    1e-46 would become 0 (a division by zero).
+    """
+    if math.isfinite(number) and abs(number) > _FLOAT32_MAX:
+        raise ValueError(
+            f"`{name}` overflows float32, whose largest number is "
+            f"{_FLOAT32_MAX:.8g}. {_received(name, value, number)}"
+        )
+    if not zero_ok and number != 0 and np.float32(number) == 0:
+        raise ValueError(
+            f"`{name}` underflows to 0 in float32. {_received(name, value, number)}"
+        )
+
+
 def check_non_negative(name: str, value: Any) -> None:
-    """Requires a finite number >= 0 (learning rates, decays)."""
+    """Requires a finite number >= 0 (learning rates, decays) within float32."""
     number = concrete_scalar(name, value)
     if number is not None and not (math.isfinite(number) and number >= 0):
         raise ValueError(
             f"`{name}` must be a finite number >= 0. {_received(name, value, number)}"
         )
+    if number is not None:
+        # A tiny rate or decay rounding to 0 changes nothing: only overflow.
+        _check_float32_range(name, value, number, zero_ok=True)
 
 
 def check_unit_interval(name: str, value: Any) -> None:
@@ -87,10 +113,16 @@ def check_unit_interval(name: str, value: Any) -> None:
 
 
 def check_positive(name: str, value: Any) -> None:
-    """Requires a number > 0 (clip thresholds); +inf means "never clip"."""
+    """Requires a number > 0 within float32 (clip thresholds, divisors).
+
+    +inf means "never clip"; a finite number that float32 makes inf or 0 is
+    rejected.
+    """
     number = concrete_scalar(name, value)
     if number is not None and not number > 0:
         raise ValueError(f"`{name}` must be > 0. {_received(name, value, number)}")
+    if number is not None:
+        _check_float32_range(name, value, number, zero_ok=False)
 
 
 def check_learning_rate(name: str, value: Any) -> None:
@@ -98,6 +130,22 @@ def check_learning_rate(name: str, value: Any) -> None:
     if callable(value):
         return
     check_non_negative(name, value)
+
+
+def check_schedule_value(name: str, value: Any) -> None:
+    """Checks what a schedule passed as ``name`` returned for one step.
+
+    Its shape and dtype are checked always (they are known while tracing):
+    a vector would silently become a per-element rate, a complex value a
+    zero update. Its value is checked when concrete (eager calls); under
+    ``jit`` a negative or non-finite value is the schedule's own business.
+    """
+    try:
+        check_non_negative(name, value)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"The schedule given as `{name}` returned a bad value: {error}"
+        ) from None
 
 
 def static_int_hint(value: Any) -> str:

@@ -21,7 +21,15 @@ from jsgd._sparse.rows import row_step
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
-    return jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
+    """``|g|**2`` in ``g``'s dtype (optax's convention for complex ``g``).
+
+    For complex ``g`` the value is real but kept complex (zero imaginary
+    part), as the complex state it is added to: the cast is explicit, so it
+    holds under ``jax_numpy_dtype_promotion="strict"`` too.
+    """
+    if jnp.iscomplexobj(g):
+        return jnp.real(g * jnp.conj(g)).astype(g.dtype)
+    return g * g
 
 
 class AdagradState(NamedTuple):

@@ -50,7 +50,9 @@ def learning_rate_transform(
     def update_scheduled(updates, state, params=None, **extra_args):
         del extra_args
         _tree.check_state(state, ScheduleState, owner)
-        updates = apply(updates, params, schedule(state.count))
+        lr_t = schedule(state.count)
+        _validation.check_schedule_value("learning_rate", lr_t)
+        updates = apply(updates, params, lr_t)
         return updates, ScheduleState(count=_tree.increment(state.count))
 
     return optax.GradientTransformationExtraArgs(init_scheduled, update_scheduled)
