@@ -281,17 +281,20 @@ def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:
       TypeError: for an integer or bool parameter, or a real ``dtype`` for a
         complex parameter, naming its key path.
     """
+
     def check(path: Any, p: Any) -> None:
         require_inexact(path, p, "parameter")
         param_dtype = jnp.result_type(p)
-        if dtype is not None and jnp.issubdtype(param_dtype, jnp.complexfloating):
-            if not jnp.issubdtype(dtype, jnp.complexfloating):
-                raise TypeError(
-                    f"`accumulator_dtype` {jnp.dtype(dtype).name} is real, but the "
-                    f"parameter at {keystr(path)} is {param_dtype}: its state would "
-                    "drop the imaginary part. Pass a complex accumulator_dtype "
-                    "(e.g. complex64) or None."
-                )
+        real_state = dtype is not None and not jnp.issubdtype(
+            dtype, jnp.complexfloating
+        )
+        if real_state and jnp.issubdtype(param_dtype, jnp.complexfloating):
+            raise TypeError(
+                f"`accumulator_dtype` {jnp.dtype(dtype).name} is real, but the "
+                f"parameter at {keystr(path)} is {param_dtype}: its state would "
+                "drop the imaginary part. Pass a complex accumulator_dtype "
+                "(e.g. complex64) or None."
+            )
 
     jax.tree_util.tree_map_with_path(check, params)
     return optax.tree.full_like(params, fill, dtype=dtype)
