@@ -2,7 +2,8 @@
 
 Each example either raises the documented error for an out-of-range
 hyperparameter (naming it) or runs two ``jsgd.sgd`` steps that agree with a
-float64 NumPy reference of the rule.
+float64 NumPy reference of the rule. The default run draws 100 examples, the
+``oracle``-marked run the full 1,000.
 """
 
 import math
@@ -13,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jsgd
+from tests import _oracle
 
+FUZZ_EXAMPLES = 1000
 DTYPES = {"float32": (jnp.float32, 2e-5), "bfloat16": (jnp.bfloat16, 3e-2)}
 shapes = st.sampled_from([(), (0,), (1,), (3,), (2, 3), (4, 0), (2, 1, 2)])
 
@@ -118,13 +121,29 @@ def reference(params, grads, h):
     return w
 
 
-@settings(
-    max_examples=1000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+def fuzz_settings(max_examples):
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+# The default run draws 100 examples; the full 1,000 run under -m oracle.
+@fuzz_settings(FUZZ_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR)
 @given(problems())
 def test_sgd_never_crashes_and_agrees_with_numpy(problem):
+    check_sgd_against_numpy(problem)
+
+
+@_oracle.oracle
+@fuzz_settings(FUZZ_EXAMPLES)
+@given(problems())
+def test_sgd_never_crashes_and_agrees_with_numpy_long(problem):
+    check_sgd_against_numpy(problem)
+
+
+def check_sgd_against_numpy(problem):
     params, grads, dtype_name, hyper = problem
     dtype, rtol = DTYPES[dtype_name]
     invalid = invalid_arguments(hyper)

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import jsgd
+from tests import _oracle
 
 keras = pytest.importorskip("keras")
 
@@ -167,8 +168,35 @@ def jsgd_trajectory(opt, params, grads):
     return trajectory
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam"])
-@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def options_taken(name, seed):
+    """What configuration ``seed`` of ``name`` exercises (for the default sample)."""
+    _, config = random_configs(name, seed)
+    lr = config.pop("learning_rate")
+    taken = {f"lr={type(lr).__name__}", f"staircase={getattr(lr, 'staircase', None)}"}
+    if "momentum" in config:
+        taken.add(f"momentum>0={config.pop('momentum') > 0}")
+    for key, value in config.items():
+        taken.add(f"{key}={value}" if isinstance(value, bool) else key)
+    if not config.keys() & {"clipvalue", "clipnorm", "global_clipnorm"}:
+        taken.add("no clip")
+    if config.get("use_ema") and "ema_overwrite_frequency" not in config:
+        taken.add("ema without overwrites")
+    if "epsilon" in config:
+        taken.add(f"epsilon={config['epsilon']}")
+    return taken
+
+
+FAMILY = ["SGD", "Adagrad", "RMSprop", "Adam"]
+CASES = _oracle.cases(
+    FAMILY,
+    N_CONFIGS,
+    lambda name: _oracle.covering_sample(
+        N_CONFIGS, lambda seed: options_taken(name, seed), salt=FAMILY.index(name)
+    ),
+)
+
+
+@pytest.mark.parametrize(("name", "seed"), CASES)
 def test_family_matches_keras(name, seed):
     keras_config, jsgd_config = random_configs(name, seed)
     params, grads = random_problem(seed)
@@ -191,3 +219,12 @@ def test_family_matches_keras(name, seed):
                     atol=2e-6,
                     err_msg=f"{message} (EMA)",
                 )
+
+
+def test_the_default_sample_takes_every_option():
+    for name in FAMILY:
+        every = set().union(*(options_taken(name, seed) for seed in range(N_CONFIGS)))
+        chosen = {seed for n, seed in _oracle.in_default_run(CASES) if n == name}
+        assert len(chosen) == _oracle.DEFAULT_CASES, name
+        shown = set().union(*(options_taken(name, seed) for seed in chosen))
+        assert shown == every, (name, every - shown)

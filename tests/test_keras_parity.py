@@ -4,12 +4,17 @@
 3 allows only one), decoupled weight decay and a changing learning rate
 (``InverseTimeDecay`` standing in for the legacy ``decay``). Every step's
 parameters must match to float32 tolerance.
+
+The default run checks 10 of the configurations, chosen so that between them
+they take every option drawn (tests/_oracle.py); the other 90 run under
+``-m oracle``.
 """
 
 import numpy as np
 import pytest
 
 import jsgd
+from tests import _oracle
 
 keras = pytest.importorskip("keras")
 
@@ -58,7 +63,25 @@ def random_problem(seed):
     return params, grads
 
 
-@pytest.mark.parametrize("seed", range(N_CONFIGS))
+def options_taken(seed):
+    """What configuration ``seed`` exercises (for the default sample)."""
+    config = random_config(seed)
+    clips = config.keys() & {"clipvalue", "clipnorm", "global_clipnorm"}
+    return {
+        f"momentum>0={config['momentum'] > 0}",
+        f"nesterov={config['nesterov']}",
+        f"decay>0={config['decay'] > 0}",
+        f"clip={min(clips, default=None)}",
+        f"weight_decay={'weight_decay' in config}",
+    }
+
+
+SEEDS = _oracle.seeds(
+    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, options_taken)
+)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_sgd_matches_keras(seed):
     config = random_config(seed)
     params, grads = random_problem(seed)
@@ -98,3 +121,10 @@ def test_keras_and_optax_conventions_differ_under_keras_schedule():
     for _ in range(2):
         reference.apply([np.ones((), np.float32)], [variable])
     assert float(variable.value) == pytest.approx(-0.2, abs=1e-6)  # not -0.119
+
+
+def test_the_default_sample_takes_every_option():
+    every = set().union(*(options_taken(seed) for seed in range(N_CONFIGS)))
+    chosen = [seed for (seed,) in _oracle.in_default_run(SEEDS)]
+    assert len(chosen) == _oracle.DEFAULT_CASES
+    assert set().union(*(options_taken(seed) for seed in chosen)) == every

@@ -1,6 +1,10 @@
 """Parity of ``lr_in_velocity=False`` with ``optax.sgd`` (and optax's clips and decay).
 
 Learning rates change every step, so a convention mismatch cannot hide.
+
+The default run checks 10 of each sweep's 100 configurations, chosen so that
+between them they take every option drawn (tests/_oracle.py); the others run
+under ``-m oracle``.
 """
 
 import jax.numpy as jnp
@@ -9,6 +13,7 @@ import optax
 import pytest
 
 import jsgd
+from tests import _oracle
 
 N_CONFIGS = 100
 N_STEPS = 20
@@ -56,15 +61,45 @@ def assert_trajectories_close(ours, theirs, message):
             )
 
 
-@pytest.mark.parametrize("seed", range(N_CONFIGS))
-def test_matches_optax_sgd(seed):
+def sgd_config(seed):
+    """The problem and the configuration of ``test_matches_optax_sgd[seed]``."""
     rng, params, grads, lrs = random_problem(seed)
-    schedule = table_schedule(lrs)
     momentum = float(rng.choice([0.0, 0.9, rng.uniform(0, 0.99)]))
     nesterov = bool(rng.integers(2))
     clip = str(rng.choice(["none", "clipvalue", "global_clipnorm"]))
     threshold = float(rng.uniform(0.1, 2.0))
     weight_decay = float(rng.choice([0.0, rng.uniform(0, 0.2)]))
+    config = dict(
+        momentum=momentum,
+        nesterov=nesterov,
+        clip=clip,
+        threshold=threshold,
+        weight_decay=weight_decay,
+    )
+    return config, (params, grads, lrs)
+
+
+def sgd_options(seed):
+    c, _ = sgd_config(seed)
+    return {
+        f"momentum={c['momentum'] if c['momentum'] in (0.0, 0.9) else 'drawn'}",
+        f"nesterov={c['nesterov']}",
+        f"clip={c['clip']}",
+        f"weight_decay>0={c['weight_decay'] > 0}",
+    }
+
+
+SGD_SEEDS = _oracle.seeds(
+    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, sgd_options)
+)
+
+
+@pytest.mark.parametrize("seed", SGD_SEEDS)
+def test_matches_optax_sgd(seed):
+    config, (params, grads, lrs) = sgd_config(seed)
+    schedule = table_schedule(lrs)
+    momentum, nesterov, clip = config["momentum"], config["nesterov"], config["clip"]
+    threshold, weight_decay = config["threshold"], config["weight_decay"]
 
     optax_steps = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
     jsgd_steps = [jsgd.add_decayed_weights(weight_decay)] if weight_decay else []
@@ -88,12 +123,28 @@ def test_matches_optax_sgd(seed):
     )
 
 
-@pytest.mark.parametrize("seed", range(N_CONFIGS))
-def test_matches_optax_under_inject_hyperparams(seed):
-    """The learning rate changed by hand between steps, as in a training loop."""
+def injected_config(seed):
+    """The problem and the momentum and Nesterov switch of
+    ``test_matches_optax_under_inject_hyperparams[seed]``."""
     rng, params, grads, lrs = random_problem(seed)
     momentum = float(rng.uniform(0, 0.99))
     nesterov = bool(rng.integers(2))
+    return momentum, nesterov, (params, grads, lrs)
+
+
+def injected_options(seed):
+    return {f"nesterov={injected_config(seed)[1]}"}
+
+
+INJECTED_SEEDS = _oracle.seeds(
+    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, injected_options, salt=1)
+)
+
+
+@pytest.mark.parametrize("seed", INJECTED_SEEDS)
+def test_matches_optax_under_inject_hyperparams(seed):
+    """The learning rate changed by hand between steps, as in a training loop."""
+    momentum, nesterov, (params, grads, lrs) = injected_config(seed)
     reference = optax.inject_hyperparams(optax.sgd)(
         learning_rate=0.1, momentum=momentum, nesterov=nesterov
     )
@@ -111,3 +162,18 @@ def test_matches_optax_under_inject_hyperparams(seed):
             trajectory.append(p)
         trajectories.append(trajectory)
     assert_trajectories_close(trajectories[1], trajectories[0], f"m={momentum}")
+
+
+@pytest.mark.parametrize(
+    ("seeds", "options"),
+    [
+        (SGD_SEEDS, sgd_options),
+        (INJECTED_SEEDS, injected_options),
+    ],
+    ids=["sgd", "inject_hyperparams"],
+)
+def test_the_default_sample_takes_every_option(seeds, options):
+    every = set().union(*(options(seed) for seed in range(N_CONFIGS)))
+    chosen = [seed for (seed,) in _oracle.in_default_run(seeds)]
+    assert len(chosen) == _oracle.DEFAULT_CASES
+    assert set().union(*(options(seed) for seed in chosen)) == every

@@ -2,6 +2,10 @@
 
 Dampening, Nesterov and (coupled) weight decay, with the learning rate changed
 in ``param_groups`` before every step, as a torch scheduler does.
+
+The default run checks 10 of the 100 configurations, chosen so that between
+them they take every option drawn (tests/_oracle.py); the other 90 run under
+``-m oracle``.
 """
 
 import numpy as np
@@ -9,6 +13,7 @@ import optax
 import pytest
 
 import jsgd
+from tests import _oracle
 from tests.test_optax_parity import (
     N_CONFIGS,
     assert_trajectories_close,
@@ -34,8 +39,8 @@ def torch_run(params, grads, lrs, **hyper):
     return trajectory
 
 
-@pytest.mark.parametrize("seed", range(N_CONFIGS))
-def test_matches_torch_sgd(seed):
+def torch_config(seed):
+    """The problem and torch.optim.SGD's arguments of ``test_matches_torch_sgd[seed]``."""
     rng, params, grads, lrs = random_problem(seed)
     momentum = float(rng.choice([0.0, 0.9, rng.uniform(0, 0.99)]))
     nesterov = bool(rng.integers(2)) and momentum > 0
@@ -47,6 +52,29 @@ def test_matches_torch_sgd(seed):
         nesterov=nesterov,
         weight_decay=weight_decay,
     )
+    return hyper, (params, grads, lrs)
+
+
+def options_taken(seed):
+    h, _ = torch_config(seed)
+    return {
+        f"momentum={h['momentum'] if h['momentum'] in (0.0, 0.9) else 'drawn'}",
+        f"nesterov={h['nesterov']}",
+        f"dampening={h['dampening'] if h['dampening'] in (0.0, 0.5) else 'drawn'}",
+        f"weight_decay>0={h['weight_decay'] > 0}",
+    }
+
+
+SEEDS = _oracle.seeds(
+    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, options_taken)
+)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_torch_sgd(seed):
+    hyper, (params, grads, lrs) = torch_config(seed)
+    momentum, nesterov = hyper["momentum"], hyper["nesterov"]
+    dampening, weight_decay = hyper["dampening"], hyper["weight_decay"]
     ours = optax.chain(
         jsgd.add_decayed_weights(weight_decay),
         jsgd.sgd(
@@ -60,6 +88,13 @@ def test_matches_torch_sgd(seed):
     assert_trajectories_close(
         run(ours, params, grads), torch_run(params, grads, lrs, **hyper), str(hyper)
     )
+
+
+def test_the_default_sample_takes_every_option():
+    every = set().union(*(options_taken(seed) for seed in range(N_CONFIGS)))
+    chosen = [seed for (seed,) in _oracle.in_default_run(SEEDS)]
+    assert len(chosen) == _oracle.DEFAULT_CASES
+    assert set().union(*(options_taken(seed) for seed in chosen)) == every
 
 
 def test_torch_dampening_table_is_the_real_torch():

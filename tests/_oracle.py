@@ -1,0 +1,110 @@
+"""Long oracle sweeps: a fixed sample by default, the rest behind ``-m oracle``.
+
+A sweep of ``n`` seeded cases (random configurations checked against Keras,
+torch, optax or a NumPy reference) is parametrized over all ``n`` seeds; a
+fixed sample of ``default`` of them runs in the default ``python -m pytest``
+and every other one carries the ``oracle`` marker, which ``addopts`` deselects
+(``-m "not oracle"``). ``.ci/run`` runs ``python -m pytest -n 2 -m oracle``
+too, so the two runs together are the whole sweep, each case once.
+
+The default run's share of a sweep is fixed (``default``), not a fraction of
+``n``: a sweep that grows (a new optimizer's configurations, more seeds) grows
+the marked run only. Everything here is cheap: it runs at collection, in
+every pytest-xdist worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+
+import numpy as np
+import pytest
+
+# What a default run keeps of each sweep (per optimizer where a sweep has several).
+DEFAULT_CASES = 10
+# The default run's share of a long hypothesis test, as a fraction of its
+# ``max_examples`` under the marker.
+DEFAULT_EXAMPLES_DIVISOR = 10
+
+
+def sample(n: int, default: int = DEFAULT_CASES, *, salt: int = 0) -> set[int]:
+    """A fixed, seeded sample of ``default`` of the seeds ``range(n)``."""
+    rng = np.random.default_rng([20_26, salt])
+    return {int(i) for i in rng.choice(n, min(default, n), replace=False)}
+
+
+def covering_sample(
+    n: int,
+    features: Callable[[int], Iterable[Hashable]],
+    default: int = DEFAULT_CASES,
+    *,
+    salt: int = 0,
+) -> set[int]:
+    """``default`` seeds of ``range(n)`` that between them show every feature.
+
+    ``features(seed)`` names what that seed's case exercises (its schedule's
+    kind, its clip, its options...). Seeds are taken greedily, in a fixed
+    seeded order, while they add a feature not yet seen, then the sample is
+    filled up in the same order. If the cover needs more than ``default`` seeds
+    the sample is the cover.
+    """
+    order = [int(i) for i in np.random.default_rng([20_26, salt]).permutation(n)]
+    seen: set[Hashable] = set()
+    chosen: list[int] = []
+    every = {seed: set(features(seed)) for seed in order}
+    for seed in order:
+        if every[seed] - seen:
+            chosen.append(seed)
+            seen |= every[seed]
+    for seed in order:
+        if len(chosen) >= default:
+            break
+        if seed not in chosen:
+            chosen.append(seed)
+    return set(chosen)
+
+
+def seeds(n: int, default: int = DEFAULT_CASES, *, salt: int = 0, chosen=None):
+    """``range(n)`` as pytest parameters, those outside the sample marked oracle.
+
+    The ids are the seeds themselves, as with a plain ``range(n)``.
+    """
+    chosen = sample(n, default, salt=salt) if chosen is None else chosen
+    return [
+        pytest.param(seed, id=str(seed), marks=() if seed in chosen else oracle)
+        for seed in range(n)
+    ]
+
+
+def cases(
+    values: Sequence, n: int, choose: Callable[[object], set[int]], *, ids=str
+) -> list:
+    """``(value, seed)`` parameters over ``values x range(n)``, the seeds outside
+    ``choose(value)`` marked oracle; ids are ``"{seed}-{value}"`` as stacked
+    ``parametrize("value", ...)`` over ``parametrize("seed", range(n))`` gives."""
+    params = []
+    for value in values:
+        chosen = choose(value)
+        params.extend(
+            pytest.param(
+                value,
+                seed,
+                id=f"{seed}-{ids(value)}",
+                marks=() if seed in chosen else oracle,
+            )
+            for seed in range(n)
+        )
+    return params
+
+
+oracle = pytest.mark.oracle
+
+
+def in_default_run(params) -> list[tuple]:
+    """The values of the parameter sets (of ``cases`` or ``seeds``) that the
+    default run keeps: those without the oracle marker."""
+    return [
+        param.values
+        for param in params
+        if not any(mark.name == "oracle" for mark in param.marks)
+    ]
