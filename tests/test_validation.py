@@ -159,7 +159,9 @@ VALUE_ERRORS = [
         id="SGD-m-int-2",
     ),
     pytest.param(
-        lambda: jsgd.momentum_trace(1.5), _unit_interval("momentum", "1.5"), id="momentum-1.5"
+        lambda: jsgd.momentum_trace(1.5),
+        _unit_interval("momentum", "1.5"),
+        id="momentum-1.5",
     ),
     pytest.param(
         lambda: jsgd.nesterov_trace(-0.5),
@@ -662,7 +664,9 @@ ACCEPTED = [
     pytest.param(lambda: jsgd.nesterov_trace(1.0), id="nesterov-1"),
     pytest.param(lambda: jsgd.sgd(0.1, 0.9, dampening=0.0), id="sgd-dampening-0"),
     pytest.param(lambda: jsgd.sgd(0.1, 0.9, dampening=1.0), id="sgd-dampening-1"),
-    pytest.param(lambda: jsgd.momentum_trace(0.9, dampening=1), id="momentum-dampening-1"),
+    pytest.param(
+        lambda: jsgd.momentum_trace(0.9, dampening=1), id="momentum-dampening-1"
+    ),
     pytest.param(lambda: jsgd.sgd(0.0), id="sgd-lr-0"),
     pytest.param(lambda: jsgd.sgd(-0.0), id="sgd-lr-negative-zero"),
     pytest.param(lambda: jsgd.sgd(1), id="sgd-lr-int"),
