@@ -12,8 +12,8 @@ from jsgd._sparse.indexed_slices import IndexedSlices, check_slices
 from jsgd._sparse.rows import add_rows
 
 
-def apply_update(param: Any, update: Any) -> Any:
-    """One leaf of :func:`apply_updates`."""
+def apply_update(param: Any, update: Any, path: Any = ()) -> Any:
+    """One leaf of :func:`apply_updates`, at key ``path`` (for the errors)."""
     if param is None:
         return None
     if update is None:  # a frozen parameter: jsgd's transforms keep None
@@ -23,8 +23,9 @@ def apply_update(param: Any, update: Any) -> Any:
         check_slices(update)
         if update.dense_shape != param.shape:
             raise ValueError(
-                "jsgd.apply_updates: an IndexedSlices update of dense_shape "
-                f"{update.dense_shape} for a parameter of shape {param.shape}."
+                "jsgd.apply_updates: the IndexedSlices update at "
+                f"{jax.tree_util.keystr(path)} has dense_shape "
+                f"{update.dense_shape}, its parameter the shape {param.shape}."
             )
         return add_rows(param, update)
     return jnp.asarray(param + update).astype(param.dtype)
@@ -72,4 +73,9 @@ def apply_updates(params: optax.Params, updates: optax.Updates) -> optax.Params:
              [0., 0.],
              [1., 1.]], dtype=float32)
     """
-    return jax.tree.map(apply_update, params, updates, is_leaf=lambda x: x is None)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p, u: apply_update(p, u, path),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _F = TypeVar("_F", bound=Callable[..., object])
 
@@ -52,7 +54,11 @@ class IndexedSlices:
     Attributes:
       values: ``[k, *dense_shape[1:]]`` rows, floating point.
       indices: ``[k]`` integer row indices into ``dense_shape[0]``.
-      dense_shape: the shape of the dense array (static Python ints).
+      dense_shape: the shape of the dense array (static Python ints): a
+        tuple or list of at least one int ``>= 0`` (NumPy ints too). Anything
+        else (a string, a float or bool dimension, a negative one) raises a
+        TypeError or ValueError when the ``IndexedSlices`` is built;
+        ``values`` and ``indices`` are checked where they are used.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -77,14 +83,12 @@ class IndexedSlices:
 
     def __post_init__(self) -> None:
         # Static metadata must be hashable; an int tuple also compares equal
-        # across (3, 2), [3, 2] and numpy integers.
-        shape = self.dense_shape
-        if not isinstance(shape, Sequence):
-            raise TypeError(
-                "`dense_shape` must be a sequence of ints. "
-                f"Received: dense_shape={shape!r}"
-            )
-        object.__setattr__(self, "dense_shape", tuple(int(d) for d in shape))
+        # across (3, 2), [3, 2] and numpy integers. Only ``dense_shape`` is
+        # checked here: ``tree_unflatten`` (``jax.tree.map``, ``vmap``'s and
+        # ``scan``'s stacked outputs) builds instances whose children are not
+        # ``[k, ...]`` rows, so ``values`` and ``indices`` are checked where
+        # they are used (:func:`check_slices`).
+        object.__setattr__(self, "dense_shape", _dense_shape(self.dense_shape))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -107,9 +111,9 @@ class IndexedSlices:
 
     def to_dense(self) -> jax.Array:
         """The dense array: zeros with the rows scatter-added (padding dropped)."""
-        check_slices(self)
+        indices = row_indices(self)  # checks self
         dense = jnp.zeros(self.dense_shape, self.values.dtype)
-        return dense.at[row_indices(self)].add(self.values, mode="drop")
+        return dense.at[indices].add(self.values, mode="drop")
 
     def coalesce(self) -> IndexedSlices:
         """Sums duplicate rows; keeps ``k`` rows (static shape).
@@ -125,6 +129,34 @@ class IndexedSlices:
 jax.tree_util.register_dataclass(
     IndexedSlices, data_fields=["values", "indices"], meta_fields=["dense_shape"]
 )
+
+
+def _dense_shape(shape: object) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints, or a TypeError/ValueError naming it.
+
+    A sequence (tuple, list, ``range``) of Python or NumPy ints (anything with
+    ``__index__`` but a bool), each ``>= 0``, at least one of them. A string, a
+    number or a float dimension is refused rather than coerced (``"32"``
+    would be ``(3, 2)``, ``3.7`` would be ``3``); so is a negative row count,
+    which would make every index padding.
+    """
+    message = (
+        "`dense_shape` must be a sequence of non-negative ints with at least "
+        f"one dimension. Received: dense_shape={shape!r}"
+    )
+    if not isinstance(shape, Sequence) or isinstance(shape, (str, bytes)):
+        raise TypeError(message)
+    dims = []
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)):
+            raise TypeError(message)
+        try:
+            dims.append(operator.index(d))
+        except TypeError:
+            raise TypeError(message) from None
+    if not dims or min(dims) < 0:
+        raise ValueError(message)
+    return tuple(dims)
 
 
 def check_slices(s: IndexedSlices) -> None:
@@ -155,7 +187,13 @@ def row_indices(s: IndexedSlices) -> jax.Array:
 
     ``n`` is out of bounds, so gathers with ``mode="fill"`` and scatters with
     ``mode="drop"`` skip it; a raw ``-1`` would wrap to the last row instead.
+
+    Every use of an ``IndexedSlices``'s rows goes through here (coalescing,
+    scatters, the norms' and elementwise transforms' :func:`live_values`), so
+    this is where :func:`check_slices` runs: float indices (an optax
+    transform in front maps them as values) get jsgd's TypeError, not XLA's.
     """
+    check_slices(s)
     return padded_indices(s.indices, s.num_rows)
 
 
@@ -221,9 +259,8 @@ def group_duplicates(s: IndexedSlices) -> tuple[jax.Array, jax.Array]:
       to ``k`` with ``dense_shape[0]``; and for each of the ``k`` entries its
       position in ``unique`` (padding entries share the padding slots).
     """
-    check_slices(s)
-    k, n = s.indices.shape[0], s.num_rows
-    indices = row_indices(s)
+    indices = row_indices(s)  # checks s
+    k, n = indices.shape[0], s.num_rows
     # Sorting groups equal indices (padding, = n, goes last); each group is
     # one row of the result. All shapes stay [k].
     sorted_indices, segments, slot = jax.lax.platform_dependent(

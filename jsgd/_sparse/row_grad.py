@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jsgd._sparse.indexed_slices import IndexedSlices, padded_indices
 
@@ -40,7 +41,8 @@ def value_and_row_grad(
 
     Returns:
       A function ``(table, indices, *args) -> (value, grad)``, or
-      ``((value, aux), grad)`` with ``has_aux``; it can be jitted.
+      ``((value, aux), grad)`` with ``has_aux``; it can be jitted. It raises
+      a TypeError for non-integer ``indices``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -53,6 +55,12 @@ def value_and_row_grad(
     """
 
     def value_and_grad(table: jax.Array, indices: jax.Array, *args: Any):
+        indices = jnp.asarray(indices)
+        if not jnp.issubdtype(indices.dtype, jnp.integer):
+            raise TypeError(
+                "jsgd.value_and_row_grad: `indices` must be integers. "
+                f"Received: indices dtype={indices.dtype}"
+            )
         n = table.shape[0]
         # Padding indices (outside [0, n)) read zero rows rather than being
         # clamped or wrapped onto a real row.
