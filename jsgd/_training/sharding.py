@@ -79,6 +79,10 @@ def zero1_shardings(tree: Any, mesh: Mesh, axis_name: Hashable = "data") -> Any:
 
     Raises:
       KeyError: if ``axis_name`` is not an axis of ``mesh``.
+      ValueError: if a leaf's ``NamedSharding`` splits it over an axis that
+        ``mesh`` lacks (it was laid out on another mesh); the error names the
+        leaf's key path and both meshes' axis names. A leaf on another mesh
+        whose partitioning uses only axis names of ``mesh`` keeps it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jsgd
@@ -96,13 +100,26 @@ def zero1_shardings(tree: Any, mesh: Mesh, axis_name: Hashable = "data") -> Any:
             f"Received: axis_name={axis_name!r}"
         )
 
-    def leaf_sharding(leaf: Any) -> NamedSharding:
+    def leaf_sharding(path: Any, leaf: Any) -> NamedSharding:
         shape = tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf)
         own = getattr(leaf, "sharding", None)
-        spec = list(own.spec) if isinstance(own, NamedSharding) else []
+        spec = []
+        if isinstance(own, NamedSharding):
+            spec = list(own.spec)
+            missing = [a for e in spec for a in _axes(e) if a not in mesh.shape]
+            if missing:
+                raise ValueError(
+                    "jsgd.zero1_shardings: the leaf at "
+                    f"{jax.tree_util.keystr(path)} is sharded on another mesh: "
+                    f"its spec {own.spec} names axes {tuple(missing)}, which "
+                    "`mesh` does not have. Received: the leaf's mesh axes "
+                    f"{tuple(own.mesh.axis_names)}, `mesh` axes "
+                    f"{tuple(mesh.axis_names)}. Lay the tree out on `mesh` (or "
+                    "a mesh with its axis names) first."
+                )
         spec += [None] * (len(shape) - len(spec))
         return NamedSharding(
             mesh, PartitionSpec(*_split_spec(shape, spec, mesh, axis_name))
         )
 
-    return jax.tree.map(leaf_sharding, tree)
+    return jax.tree_util.tree_map_with_path(leaf_sharding, tree)
