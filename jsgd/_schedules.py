@@ -728,23 +728,31 @@ _BUILT_IN: dict[str, type[LearningRateSchedule]] = {
     )
 }
 
-# Keys of keras.optimizers.schedules.serialize's output besides ours; they
-# name Keras's module, which has no meaning here, so they are ignored.
+# Keras 3's serialized form of its own schedules names their public module and
+# no registered name; written for jsgd's built-in schedules, it lets Keras
+# (``keras.optimizers.SGD.from_config``, ``keras.saving``) find its namesakes.
+_KERAS_MODULE = "keras.optimizers.schedules"
+# Keys of Keras's serialized form besides ours; deserialize ignores them.
 _KERAS_KEYS = frozenset({"module", "registered_name"})
 
 
 def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
     """Serializes a schedule into a JSON-compatible dict.
 
-    The format is Keras's ``{"class_name": ..., "config": ...}`` without its
-    ``module`` and ``registered_name`` keys;
-    ``keras.optimizers.schedules.deserialize`` accepts it too.
+    A built-in schedule gets what ``keras.saving.serialize_keras_object``
+    writes for its Keras namesake, ``{"module": "keras.optimizers.schedules",
+    "class_name": ..., "config": ..., "registered_name": None}``, so that
+    Keras deserializes it (``keras.optimizers.schedules.deserialize``, or a
+    Keras optimizer's ``from_config`` given a jsgd optimizer's config) into
+    the Keras schedule of the same values. Your own subclasses get
+    ``{"class_name": ..., "config": ...}``, which :func:`deserialize` reads
+    with ``custom_objects``.
 
     Args:
       schedule: a :class:`LearningRateSchedule`.
 
     Returns:
-      ``{"class_name": type(schedule).__name__, "config": schedule.get_config()}``.
+      The dict; its ``"config"`` is ``schedule.get_config()``.
 
     Raises:
       TypeError: if ``schedule`` is not a :class:`LearningRateSchedule`.
@@ -753,17 +761,23 @@ def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
       >>> from jsgd import schedules
       >>> schedules.serialize(schedules.ExponentialDecay(0.1, 100, 0.96))
       ... # doctest: +NORMALIZE_WHITESPACE
-      {'class_name': 'ExponentialDecay',
+      {'module': 'keras.optimizers.schedules',
+       'class_name': 'ExponentialDecay',
        'config': {'initial_learning_rate': 0.1, 'decay_steps': 100,
                   'decay_rate': 0.96, 'staircase': False,
-                  'name': 'ExponentialDecay'}}
+                  'name': 'ExponentialDecay'},
+       'registered_name': None}
     """
     if not isinstance(schedule, LearningRateSchedule):
         raise TypeError(
             "`schedule` must be a jsgd.schedules.LearningRateSchedule. "
             f"Received: schedule={schedule!r}"
         )
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    class_name = type(schedule).__name__
+    config = {"class_name": class_name, "config": schedule.get_config()}
+    if _BUILT_IN.get(class_name) is type(schedule):
+        return {"module": _KERAS_MODULE, **config, "registered_name": None}
+    return config
 
 
 def deserialize(
@@ -773,10 +787,12 @@ def deserialize(
     """Instantiates a schedule from :func:`serialize`'s (or Keras's) output.
 
     Keras's ``keras.optimizers.schedules.serialize`` output is accepted as
-    well: its ``module`` and ``registered_name`` keys are ignored.
+    well, and so is the form without ``module`` and ``registered_name`` that
+    earlier jsgd versions wrote: those two keys are ignored.
 
     Args:
-      config: a dict ``{"class_name": str, "config": dict}``.
+      config: a dict ``{"class_name": str, "config": dict}``, with or without
+        Keras's ``"module"`` and ``"registered_name"``.
       custom_objects: extra schedule classes by class name (your own
         :class:`LearningRateSchedule` subclasses), as in Keras.
 

@@ -287,7 +287,12 @@ def test_config_is_keras_and_round_trips_through_json(name, kwargs):
 def test_serialize_round_trips_and_keras_reads_it(name, kwargs):
     schedule = _ours(name, kwargs)
     serialized = json.loads(json.dumps(schedules.serialize(schedule)))
-    assert serialized == {"class_name": name, "config": schedule.get_config()}
+    assert serialized == {
+        "module": "keras.optimizers.schedules",
+        "class_name": name,
+        "config": schedule.get_config(),
+        "registered_name": None,
+    }
     assert schedules.deserialize(serialized) == schedule
     from_ours = K.deserialize(serialized)
     assert type(from_ours) is getattr(K, name)
