@@ -114,6 +114,16 @@ def _sparse(indices):
     return {"t": jsgd.IndexedSlices(values, indices, (300, 2))}
 
 
+def test_apply_if_finite_needs_indices_that_can_hold_the_padding_index():
+    """Pinned: uint8 indices into a table of more than 255 rows come back as
+    int32 (the padding index, 300, does not fit uint8), which
+    optax.apply_if_finite's skip branch cannot match. Use int32 indices."""
+    params = {"t": jnp.zeros((300, 2))}
+    tx = optax.apply_if_finite(jsgd.sgd(0.1, 0.9), 3)
+    with pytest.raises(TypeError, match="cond branches must have equal output types"):
+        tx.update(_sparse(jnp.array([1, 1], jnp.uint8)), tx.init(params), params)
+
+
 def test_apply_if_finite_skips_a_non_finite_lazy_row_step():
     params = {"t": jnp.zeros((300, 2))}
     tx = optax.apply_if_finite(jsgd.sgd(0.1, 0.9), max_consecutive_errors=3)
@@ -168,6 +178,21 @@ def test_indexed_slices_of_another_dense_shape_is_an_error():
     g = jsgd.IndexedSlices(jnp.ones((1, 2)), jnp.array([0]), (5, 2))
     with pytest.raises(ValueError, match=r"the update at \['t'\] has shape \[5, 2\]"):
         tx.update({"t": g}, tx.init(params), params)
+
+
+def test_a_stateless_step_of_another_shape_fails_at_apply_updates():
+    """Plain SGD keeps no state to compare with: jsgd.apply_updates (used by
+    minimize, make_train_step and sweep) refuses to broadcast instead."""
+    tx = jsgd.sgd(0.1)
+    params = {"w": jnp.ones(3)}
+    updates, _ = tx.update({"w": jnp.ones((3, 1))}, tx.init(params), params)
+    with pytest.raises(
+        ValueError,
+        match=r"the update at \['w'\] has shape \(3, 1\), its parameter the shape \(3,\)",
+    ):
+        jsgd.apply_updates(params, updates)
+    with pytest.raises(ValueError, match="has shape"):
+        jsgd.apply_updates(jnp.ones(3), jnp.ones((1, 3)))
 
 
 def test_optax_broadcasts_where_jsgd_raises():
