@@ -375,3 +375,49 @@ def test_fuzz_numpy_scalar_hyperparameters_round_trip(scalar, value, cls_name):
     again = cls.from_config(opt.get_config())
     assert again == opt and hash(again) == hash(opt)
     assert type(opt.learning_rate) in (int, float)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.complex_numbers(max_magnitude=10.0, allow_nan=False), min_size=1, max_size=4
+    ),
+    st.sampled_from(list(OPTIMIZERS)),
+)
+def test_fuzz_strict_promotion_with_complex(values, name):
+    params = jnp.asarray(np.array(values, np.complex64))
+    make = OPTIMIZERS[name]
+    with jax.numpy_dtype_promotion("standard"):
+        tx = make(clipvalue=5.0)
+        expected, _ = tx.update(params, tx.init(params), params)
+    with jax.numpy_dtype_promotion("strict"):
+        tx = make(clipvalue=5.0)
+        updates, _ = tx.update(params, tx.init(params), params)
+    np.testing.assert_array_equal(updates, expected)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(st.integers(0, 9), min_size=1, max_size=5),
+    st.booleans(),
+    st.sampled_from(["sgd", "adagrad"]),
+)
+def test_fuzz_apply_if_finite_with_sparse_rows(rows, poisoned, name):
+    params = {"t": jnp.arange(20.0).reshape(10, 2), "b": jnp.ones(2)}
+    values = np.ones((len(rows), 2), np.float32)
+    if poisoned:
+        values[-1, 0] = np.nan
+    grads = {
+        "t": jsgd.IndexedSlices(
+            jnp.asarray(values), jnp.asarray(rows, jnp.int32), (10, 2)
+        ),
+        "b": jnp.ones(2),
+    }
+    tx = optax.apply_if_finite(OPTIMIZERS[name](), max_consecutive_errors=5)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params)
+    new = jsgd.apply_updates(params, updates)
+    assert int(state.notfinite_count) == int(poisoned)
+    changed = bool(np.any(new["t"] != params["t"]))
+    assert changed is not poisoned
+    assert np.all(np.isfinite(new["t"]))
