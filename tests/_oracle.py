@@ -8,9 +8,14 @@ and every other one carries the ``oracle`` marker, which ``addopts`` deselects
 too, so the two runs together are the whole sweep, each case once.
 
 The default run's share of a sweep is fixed (``default``), not a fraction of
-``n``: a sweep that grows (a new optimizer's configurations, more seeds) grows
-the marked run only. Everything here is cheap: it runs at collection, in
-every pytest-xdist worker.
+``n``: a sweep that grows (more seeds) grows the marked run only. A new sweep
+(a new optimizer's oracle, say) parametrizes with ``seeds`` or ``cases`` and a
+``covering_sample`` of the options it draws, so it adds ``DEFAULT_CASES``
+cases to the default run however long it is under the marker. Everything
+here is cheap: it runs at collection, in every pytest-xdist worker.
+
+One marked case runs by its id with the marker filter lifted:
+``python -m pytest -m "" "tests/test_keras_parity.py::test_sgd_matches_keras[3]"``.
 """
 
 from __future__ import annotations
