@@ -182,7 +182,7 @@ def test_every_argument_of_every_optimizer_is_checked(
 
 
 def _first_bad(check):
-    value, shown, expected = BAD_VALUES[kind_of(check)][0]
+    value, _shown, _expected = BAD_VALUES[kind_of(check)][0]
     return value
 
 
@@ -201,7 +201,7 @@ def test_the_first_bad_argument_in_signature_order_is_reported(cls_name):
 @pytest.mark.parametrize("cls_name", SPECS)
 def test_clipnorm_and_global_clipnorm_exclude_each_other(cls_name):
     with pytest.raises(
-        ValueError, match="^`clipnorm` and `global_clipnorm` cannot both be set"
+        ValueError, match=r"^`clipnorm` and `global_clipnorm` cannot both be set"
     ):
         FACTORIES[cls_name](clipnorm=1.0, global_clipnorm=1.0)
 
