@@ -146,7 +146,7 @@ _NAMED_CHECKS = {
 
 def kind_of(check):
     """The BAD_VALUES key of a spec's check."""
-    if isinstance(check, _spec.Optional):
+    if isinstance(check, _spec.NoneOr):
         return kind_of(check.check)
     if isinstance(check, functools.partial):
         minimum = check.keywords["minimum"]

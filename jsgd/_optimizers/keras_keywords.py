@@ -164,19 +164,19 @@ KERAS = _spec.Family(
         _spec.Keyword(
             "clipvalue",
             None,
-            _spec.Optional(_spec.positive),
+            _spec.NoneOr(_spec.positive),
             "clip each element to ``[-clipvalue, clipvalue]`` (``None``: off).",
         ),
         _spec.Keyword(
             "clipnorm",
             None,
-            _spec.Optional(_spec.positive),
+            _spec.NoneOr(_spec.positive),
             "clip each leaf by its own L2 norm, ``g * c / max(||g||, c)``.",
         ),
         _spec.Keyword(
             "global_clipnorm",
             None,
-            _spec.Optional(_spec.positive),
+            _spec.NoneOr(_spec.positive),
             "clip all leaves by their global L2 norm (accumulated in float32; "
             "a non-finite norm makes every update NaN, as in Keras 3).",
             excludes="clipnorm",
@@ -191,7 +191,7 @@ KERAS = _spec.Family(
         _spec.Keyword(
             "weight_decay",
             None,
-            _spec.Optional(_spec.non_negative),
+            _spec.NoneOr(_spec.non_negative),
             "Keras 3's decoupled weight decay, ``w -= lr_t * weight_decay * w`` "
             "before the update, outside clipping and momentum.",
         ),
@@ -215,13 +215,13 @@ KERAS = _spec.Family(
         _spec.Keyword(
             "loss_scale_factor",
             None,
-            _spec.Optional(_spec.positive),
+            _spec.NoneOr(_spec.positive),
             "divide the gradients by this (> 0) first.",
         ),
         _spec.Keyword(
             "gradient_accumulation_steps",
             None,
-            _spec.Optional(functools.partial(_validation.check_integer, minimum=2)),
+            _spec.NoneOr(functools.partial(_validation.check_integer, minimum=2)),
             "apply the mean gradient of this many (int >= 2) micro-steps once "
             "every that many steps.",
         ),

@@ -38,7 +38,7 @@ _Factory = TypeVar("_Factory", bound=Callable[..., optax.GradientTransformation]
 
 
 @dataclasses.dataclass(frozen=True)
-class Optional:
+class NoneOr:
     """``check``, but ``None`` is also accepted (and means "off")."""
 
     check: Check
