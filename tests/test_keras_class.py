@@ -514,7 +514,7 @@ def test_from_config_of_array_momentum_is_documented():
 
 
 # --------------------------------------------------------------------------- #
-# minimize: the origin document's doctests.
+# minimize: the legacy tf.keras (TF 2.x OptimizerV2) doctests.
 # --------------------------------------------------------------------------- #
 
 

@@ -1,4 +1,4 @@
-"""Hand-computed tables: the origin document's doctests and the two conventions.
+"""Hand-computed tables: the legacy tf.keras (TF 2.x OptimizerV2) doctests and the two conventions.
 
 A constant learning rate cannot tell Keras's rule (lr inside the velocity)
 from optax's/torch's (lr outside), so every table here changes it.
@@ -29,7 +29,7 @@ def schedule_from(lrs):
     return lambda count: table[jnp.minimum(count, len(lrs) - 1)]
 
 
-# --- the origin document ------------------------------------------------------
+# --- the legacy tf.keras (TF 2.x OptimizerV2) doctests ---------------------------
 
 
 def loss(var):

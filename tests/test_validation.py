@@ -364,7 +364,7 @@ def test_value_error(make, message):
 
 
 def test_momentum_message_has_keras_form():
-    """The origin document's message: starts and ends as Keras's does."""
+    """Legacy tf.keras's message: starts and ends as Keras's does."""
     with pytest.raises(ValueError) as info:
         jsgd.SGD(learning_rate=0.1, momentum=1.5)
     text = str(info.value)
