@@ -336,3 +336,15 @@ def test_unknown_factory_keyword_names_the_factory():
         match=r"^sgd\(\) got an unexpected keyword argument 'lr' \(`lr` is spelled `learning_rate`\)$",
     ):
         jsgd.sgd(lr=0.1)
+
+
+@pytest.mark.parametrize("cls_name", SPECS)
+def test_a_bad_name_is_reported_at_its_place_in_the_class_signature(cls_name):
+    spec, cls = SPECS[cls_name], CLASSES[cls_name]
+    for name, check in spec.checks.items():
+        bad = {name: _first_bad(check), "name": 3}
+        expected = (
+            f"^`{name}` must" if name in spec.positional else "^`name` must be a str"
+        )
+        with pytest.raises((TypeError, ValueError), match=expected):
+            cls(**bad)

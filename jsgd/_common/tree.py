@@ -42,7 +42,18 @@ def densify(updates: Any) -> Any:
 def update_leaves(updates: Any) -> list[Any]:
     """The update leaves, an ``IndexedSlices`` counting as one (``None`` skipped)."""
     leaves = jax.tree.leaves(updates, is_leaf=is_update_leaf)
-    return [leaf for leaf in leaves if leaf is not None]
+    return [as_leaf_array(leaf) for leaf in leaves if leaf is not None]
+
+
+def as_leaf_array(u: Any) -> Any:
+    """An update leaf as an array: Python and NumPy scalars become arrays.
+
+    optax accepts a Python float as a gradient leaf; jsgd's leaf functions
+    read ``.dtype`` and ``.shape``, so numbers become 0-d arrays first.
+    """
+    if u is None or isinstance(u, IndexedSlices) or hasattr(u, "dtype"):
+        return u
+    return jnp.asarray(u)
 
 
 def _describe(x: Any) -> str:
@@ -59,6 +70,8 @@ def _shape_of(x: Any) -> tuple[int, ...] | None:
     """The dense shape an update or state leaf stands for, if it has one."""
     if isinstance(x, IndexedSlices):
         return tuple(x.dense_shape)
+    if isinstance(x, (int, float, complex)):
+        return ()
     shape = getattr(x, "shape", None)
     return None if shape is None else tuple(shape)
 
@@ -91,7 +104,8 @@ def _first_container_mismatch(updates: Any, other: Any, paths: list[Any]) -> str
                     f"at {keystr(prefix)} the updates have a "
                     f"{type(ours).__name__} and the other a {type(theirs).__name__}"
                 )
-    return "their containers differ"
+    ours, theirs = jax.tree.structure(updates), jax.tree.structure(other)
+    return f"their containers differ ({str(ours)[:200]} vs {str(theirs)[:200]})"
 
 
 def check_matching(updates: Any, other: Any, what: str) -> None:
@@ -212,6 +226,7 @@ def map_updates(
     def leaf(path, u, *r):
         if u is None:
             return None
+        u = as_leaf_array(u)
         require_inexact(path, u, "update")
         if isinstance(u, IndexedSlices):
             if sparse is not None:
@@ -239,7 +254,7 @@ def map_state(fn: Callable[..., Any], updates: Any, state: Any) -> Any:
             return s
         if isinstance(u, IndexedSlices):
             raise _not_sparse_aware(path)
-        return fn(u, s)
+        return fn(as_leaf_array(u), s)
 
     return jax.tree_util.tree_map_with_path(
         leaf, updates, state, is_leaf=is_update_leaf
@@ -262,7 +277,7 @@ def map_updates_and_state(
         if u is not None:
             require_inexact(path, u, "update")
     pairs = [
-        (None, s) if u is None else fn(u, s)
+        (None, s) if u is None else fn(as_leaf_array(u), s)
         for u, s in zip(
             treedef.flatten_up_to(updates),
             treedef.flatten_up_to(state),

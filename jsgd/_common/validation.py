@@ -69,6 +69,7 @@ def _received(name: str, value: Any, number: float) -> str:
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 
 def _check_float32_range(
@@ -85,9 +86,12 @@ def _check_float32_range(
             f"`{name}` overflows float32, whose largest number is "
             f"{_FLOAT32_MAX:.8g}. {_received(name, value, number)}"
         )
-    if not zero_ok and number != 0 and np.float32(number) == 0:
+    if not zero_ok and 0 < abs(number) < _FLOAT32_TINY:
+        # Below float32's smallest normal number XLA:CPU flushes to 0.
         raise ValueError(
-            f"`{name}` underflows to 0 in float32. {_received(name, value, number)}"
+            f"`{name}` underflows float32, whose smallest normal number is "
+            f"{_FLOAT32_TINY:.8g} (XLA treats smaller ones as 0). "
+            f"{_received(name, value, number)}"
         )
 
 

@@ -197,6 +197,8 @@ class KerasOptimizer:
             if check is _spec.switch and isinstance(arguments[key], np.bool_):
                 arguments[key] = bool(arguments[key])  # a switch, so a Python bool
         name = arguments.pop("name")
+        # `name` follows the positional arguments: those are checked first.
+        self._spec.validate(arguments, self._spec.positional)
         if not isinstance(name, str):
             raise TypeError(f"`name` must be a str. Received: name={name!r}")
         # The factory checks every argument, in signature order, first.

@@ -135,9 +135,16 @@ class OptimizerSpec:
         """The family's shared keywords, by name."""
         return self.family.by_name
 
-    def validate(self, arguments: Mapping[str, Any]) -> None:
-        """Checks every argument in signature order: the first bad one raises."""
+    def validate(
+        self, arguments: Mapping[str, Any], names: tuple[str, ...] | None = None
+    ) -> None:
+        """Checks the arguments in signature order: the first bad one raises.
+
+        ``names`` limits the check to those arguments (default: all).
+        """
         for name, check in self.checks.items():
+            if names is not None and name not in names:
+                continue
             check(name, arguments[name])
             keyword = self.shared.get(name)
             if keyword is not None and keyword.excludes is not None:

@@ -24,15 +24,16 @@ def apply_update(param: Any, update: Any, path: Any = ()) -> Any:
         if update.dense_shape != param.shape:
             raise ValueError(
                 "jsgd.apply_updates: the IndexedSlices update at "
-                f"{jax.tree_util.keystr(path)} has dense_shape "
+                f"{jax.tree_util.keystr(path) or 'the root'} has dense_shape "
                 f"{update.dense_shape}, its parameter the shape {param.shape}."
             )
         return add_rows(param, update)
     shape = getattr(update, "shape", None)
     if shape is not None and tuple(shape) != param.shape:
         # optax would broadcast: a [3, 1] update would make a [3] parameter [3, 3].
+        where = jax.tree_util.keystr(path) or "the root"
         raise ValueError(
-            f"jsgd.apply_updates: the update at {jax.tree_util.keystr(path)} has "
+            f"jsgd.apply_updates: the update at {where} has "
             f"shape {tuple(shape)}, its parameter the shape {param.shape}."
         )
     return jnp.asarray(param + update).astype(param.dtype)
