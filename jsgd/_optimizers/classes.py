@@ -113,15 +113,14 @@ class KerasOptimizer:
     A subclass names its factory, ``class SGD(KerasOptimizer, factory=sgd)``,
     and gets from the factory's :class:`~jsgd._optimizers.spec.OptimizerSpec`
     its signature, defaults, properties for every hyperparameter and
-    ``get_config``'s keys; ``__init__`` binds the arguments to that signature
-    and builds ``factory(**hyperparameters)``, whose checks run in signature
-    order.
+    ``get_config``'s keys; ``__init__`` binds the arguments to that signature,
+    checks them in its order and builds what ``factory(**hyperparameters)``
+    builds.
     """
 
     __slots__ = ("_config", "_transformation")
 
     _spec: ClassVar[_spec.OptimizerSpec]
-    _factory: ClassVar[Callable[..., optax.GradientTransformationExtraArgs]]
     _defaults: ClassVar[dict[str, Any]] = {}
     __signature__: ClassVar[inspect.Signature]
 
@@ -144,7 +143,6 @@ class KerasOptimizer:
         super().__init_subclass__(**kwargs)
         spec = _spec.spec_of(factory)
         cls._spec = spec
-        cls._factory = staticmethod(factory)
         cls._defaults = spec.defaults
         name = inspect.Parameter(
             "name",
@@ -182,9 +180,9 @@ class KerasOptimizer:
         valid = ["name", *self._defaults]
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
-            hint = " (`lr` is spelled `learning_rate`)" if "lr" in unknown else ""
             raise TypeError(
-                f"{cls_name} got unknown keyword argument(s): {unknown}{hint}. "
+                f"{cls_name} got unknown keyword argument(s): {unknown}"
+                f"{_spec.lr_hint(unknown)}. "
                 f"Valid keywords: {valid}"
             )
         try:
@@ -197,12 +195,15 @@ class KerasOptimizer:
             if check is _spec.switch and isinstance(arguments[key], np.bool_):
                 arguments[key] = bool(arguments[key])  # a switch, so a Python bool
         name = arguments.pop("name")
-        # `name` follows the positional arguments: those are checked first.
-        self._spec.validate(arguments, self._spec.positional)
+        # In the class's signature order: the positional arguments, `name`,
+        # then the rest; then the family builds what the factory would.
+        positional = self._spec.positional
+        self._spec.validate(arguments, positional)
         if not isinstance(name, str):
             raise TypeError(f"`name` must be a str. Received: name={name!r}")
-        # The factory checks every argument, in signature order, first.
-        transformation = self._factory(**arguments)
+        rest = tuple(n for n in arguments if n not in positional)
+        self._spec.validate(arguments, rest)
+        transformation = self._spec.family.build(self._spec, arguments)
         object.__setattr__(
             self, "_config", self._normalize({"name": name, **arguments})
         )

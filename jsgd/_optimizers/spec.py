@@ -160,12 +160,16 @@ class OptimizerSpec:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
-            hint = " (`lr` is spelled `learning_rate`)" if "lr" in kwargs else ""
-            raise TypeError(f"{factory_name}() {error}{hint}") from None
+            raise TypeError(f"{factory_name}() {error}{lr_hint(kwargs)}") from None
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         self.validate(arguments)
         return arguments
+
+
+def lr_hint(keywords: Any) -> str:
+    """A pointer for torch's and old Keras's spelling, when ``lr`` was passed."""
+    return " (`lr` is spelled `learning_rate`)" if "lr" in keywords else ""
 
 
 REGISTRY: dict[str, OptimizerSpec] = {}
