@@ -8,15 +8,16 @@ learning rate inside the velocity, optax and torch outside it; jsgd gives both:
 
 The implementation is layered, each layer importing only those below it:
 ``_sparse`` (row-sparse gradients), ``_common`` (tree and validation helpers),
-``_transforms`` (the gradient transformations), ``_training`` (training
+``_transforms`` (the gradient transformations), ``_schedules`` (Keras's
+schedules), ``_lr_scheduler`` (torch's schedulers), ``_training`` (training
 helpers for any transformation) and ``_optimizers`` (each optimizer defined
-once: factory and Keras-style class).
+once: Keras's factories and classes, :mod:`jsgd.torch`'s).
 """
 
 import warnings as _warnings
 from typing import Any as _Any
 
-from jsgd import schedules
+from jsgd import schedules, torch
 from jsgd._optimizers.classes import SGD, Adagrad, Adam, KerasOptimizer, RMSprop
 from jsgd._optimizers.factories import adagrad, adam, rmsprop, sgd
 from jsgd._sparse.apply_updates import apply_updates
@@ -75,6 +76,7 @@ __all__ = [
     "schedules",
     "sgd",
     "sweep",
+    "torch",
     "value_and_row_grad",
     "with_ema",
     "zero1_shardings",

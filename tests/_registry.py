@@ -176,6 +176,40 @@ REGISTRY = {
         takes_accumulator_dtype=True,
         deferred=True,
     ),
+    # jsgd.torch: groups (a regular expression and a callable selector),
+    # coupled and decoupled weight decay, maximize, each optimizer's options.
+    "torch.SGD": Entry(
+        lambda **k: jsgd.torch.SGD(
+            0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=0.01,
+            param_groups=[{"params": "b", "lr": 0.05, "weight_decay": 0.0}],
+            **k,
+        ),
+        decays_weights=True,
+    ),
+    "torch.SGD-plain": Entry(lambda **k: jsgd.torch.SGD(0.05, dampening=0.5, **k)),
+    "torch.Adam": Entry(
+        lambda **k: jsgd.torch.Adam(0.01, amsgrad=True, maximize=True, **k)
+    ),
+    "torch.AdamW": Entry(
+        lambda **k: jsgd.torch.AdamW(
+            0.01,
+            param_groups=[
+                {"params": lambda path, leaf: leaf.ndim < 2, "weight_decay": 0}
+            ],
+            **k,
+        ),
+        decays_weights=True,
+    ),
+    "torch.RMSprop": Entry(
+        lambda **k: jsgd.torch.RMSprop(0.01, momentum=0.5, centered=True, **k)
+    ),
+    "torch.Adagrad": Entry(
+        lambda **k: jsgd.torch.Adagrad(0.1, lr_decay=0.01, weight_decay=0.01, **k),
+        decays_weights=True,
+    ),
 }
 NAMES = list(REGISTRY)
 # The Keras-style class entries (config round trips, factory equality, nnx).

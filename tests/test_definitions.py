@@ -25,7 +25,8 @@ from jsgd._optimizers.classes import KerasOptimizer
 from jsgd._optimizers.keras_keywords import KERAS
 from jsgd._sparse.indexed_slices import TAKES_INDEXED_SLICES
 
-SPECS = _spec.REGISTRY
+# The Keras family's specs (tests/test_torch_definitions.py checks torch's).
+SPECS = {n: s for n, s in _spec.REGISTRY.items() if s.family is KERAS}
 CLASSES = {cls.__name__: cls for cls in KerasOptimizer.__subclasses__()}
 FACTORIES = {name: getattr(jsgd, name.lower()) for name in SPECS}
 

@@ -6,7 +6,16 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "jsgd"
-LAYERS = ["_sparse", "_common", "_transforms", "_schedules", "_training", "_optimizers"]
+LAYERS = [
+    "_sparse",
+    "_common",
+    "_transforms",
+    "_schedules",
+    "_lr_scheduler",
+    "_training",
+    "_optimizers",
+    "torch",  # the public face of jsgd.torch: its optimizers and schedulers
+]
 
 
 def _layer(module: str) -> int | None:

@@ -15,7 +15,9 @@ README = (ROOT / "README.md").read_text()
 def test_all_is_the_public_surface():
     public = {n for n in dir(jsgd) if not n.startswith("_")}
     private_modules = {
-        n for n in public if inspect.ismodule(getattr(jsgd, n)) and n != "schedules"
+        n
+        for n in public
+        if inspect.ismodule(getattr(jsgd, n)) and n not in ("schedules", "torch")
     }
     assert set(jsgd.__all__) == public - private_modules - {"annotations"}
     assert len(jsgd.__all__) == len(set(jsgd.__all__))
@@ -94,7 +96,27 @@ def test_guarantees_page_links_only_to_existing_tests():
 def test_every_public_name_is_in_the_api_reference():
     api = (ROOT / "docs" / "api.md").read_text()
     for name in jsgd.__all__:
-        if name != "schedules":
+        if name not in ("schedules", "torch"):
             assert f"::: jsgd.{name}\n" in api, f"jsgd.{name} is not in docs/api.md"
     for name in jsgd.schedules.__all__:
         assert name in api, f"jsgd.schedules.{name} is not in docs/api.md"
+    for name in jsgd.torch.__all__:
+        if name != "lr_scheduler":
+            assert f"::: jsgd.torch.{name}\n" in api, f"jsgd.torch.{name} missing"
+    for name in jsgd.torch.lr_scheduler.__all__:
+        assert name in api, f"jsgd.torch.lr_scheduler.{name} is not in docs/api.md"
+
+
+def test_jsgd_torch_is_a_documented_public_surface():
+    for module in (jsgd.torch, jsgd.torch.lr_scheduler):
+        public = {n for n in dir(module) if not n.startswith("_")}
+        submodules = {n for n in public if inspect.ismodule(getattr(module, n))}
+        assert set(module.__all__) == public - (submodules - {"lr_scheduler"}) - {
+            "annotations"
+        }, module.__name__
+        for name in module.__all__:
+            doc = inspect.getdoc(getattr(module, name)) or ""
+            assert doc, f"{module.__name__}.{name} has no docstring"
+            abstract = name == "LRScheduler"  # the base class, as KerasOptimizer
+            if callable(getattr(module, name)) and not name.endswith("State"):
+                assert "Example" in doc or abstract, f"{module.__name__}.{name}"

@@ -202,6 +202,15 @@ def _not_sparse_aware(path: Any) -> TypeError:
     )
 
 
+def require_dense(updates: Any) -> None:
+    """Raises the TypeError of :func:`map_state` for an ``IndexedSlices`` leaf."""
+    for path, u in jax.tree_util.tree_flatten_with_path(
+        updates, is_leaf=is_update_leaf
+    )[0]:
+        if isinstance(u, IndexedSlices):
+            raise _not_sparse_aware(path)
+
+
 def map_updates(
     fn: Callable[..., Any],
     updates: Any,
@@ -269,24 +278,43 @@ def map_updates_and_state(
     ``fn`` sees dense arrays and :class:`IndexedSlices` alike. ``None``
     updates stay ``None`` and keep their state leaf.
     """
-    check_matching(updates, state, "optimizer state")
+
+    def one_state(u: Any, s: Any) -> tuple[Any, tuple[Any]]:
+        new_u, new_s = fn(u, s)
+        return new_u, (new_s,)
+
+    new_updates, (new_state,) = map_updates_and_states(one_state, updates, (state,))
+    return new_updates, new_state
+
+
+def map_updates_and_states(
+    fn: Callable[..., tuple[Any, tuple[Any, ...]]],
+    updates: Any,
+    states: tuple[Any, ...],
+) -> tuple[Any, tuple[Any, ...]]:
+    """:func:`map_updates_and_state` with several per-parameter state trees.
+
+    ``fn(u, *s) -> (new_u, (new_s, ...))``, the new states in the order of
+    ``states``; returns the new updates and the tuple of new state trees.
+    """
+    for state in states:
+        check_matching(updates, state, "optimizer state")
     treedef = jax.tree.structure(updates, is_leaf=is_update_leaf)
     for path, u in jax.tree_util.tree_flatten_with_path(
         updates, is_leaf=is_update_leaf
     )[0]:
         if u is not None:
             require_inexact(path, u, "update")
-    pairs = [
-        (None, s) if u is None else fn(as_leaf_array(u), s)
-        for u, s in zip(
-            treedef.flatten_up_to(updates),
-            treedef.flatten_up_to(state),
-            strict=True,
-        )
+    columns = [treedef.flatten_up_to(state) for state in states]
+    results = [
+        (None, leaves) if u is None else fn(as_leaf_array(u), *leaves)
+        for u, *leaves in zip(treedef.flatten_up_to(updates), *columns, strict=True)
     ]
-    new_updates = treedef.unflatten([p[0] for p in pairs])
-    new_state = treedef.unflatten([p[1] for p in pairs])
-    return new_updates, new_state
+    new_updates = treedef.unflatten([r[0] for r in results])
+    new_states = tuple(
+        treedef.unflatten([r[1][i] for r in results]) for i in range(len(states))
+    )
+    return new_updates, new_states
 
 
 def state_like(params: Any, dtype: Any = None, fill: Any = 0) -> Any:

@@ -78,11 +78,20 @@ class Family:
         (right after the positional arguments).
       build: ``build(spec, arguments) -> transformation``: wraps
         ``spec.core`` with the shared keywords.
+      rate: the name of the learning-rate argument, every optimizer's first
+        (``learning_rate`` in Keras, ``lr`` in torch).
+      sparse_switch: the argument sparse optimizers have, and only they
+        (Keras's ``lazy``), or ``None``.
+      prefix: what :data:`REGISTRY` keys start with (``"torch."``), so that
+        two families may both have an ``SGD``.
     """
 
     name: str
     keywords: tuple[Keyword, ...]
     build: Callable[[OptimizerSpec, dict[str, Any]], optax.GradientTransformation]
+    rate: str = "learning_rate"
+    sparse_switch: str | None = "lazy"
+    prefix: str = ""
 
     @functools.cached_property
     def by_name(self) -> dict[str, Keyword]:
@@ -160,20 +169,27 @@ class OptimizerSpec:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise TypeError(f"{factory_name}() {error}{lr_hint(kwargs)}") from None
+            hint = lr_hint(kwargs, self.family.rate)
+            raise TypeError(f"{factory_name}() {error}{hint}") from None
         bound.apply_defaults()
         arguments = dict(bound.arguments)
         self.validate(arguments)
         return arguments
 
 
-def lr_hint(keywords: Any) -> str:
-    """A pointer for torch's and old Keras's spelling, when ``lr`` was passed."""
-    return " (`lr` is spelled `learning_rate`)" if "lr" in keywords else ""
+def lr_hint(keywords: Any, rate: str = "learning_rate") -> str:
+    """A pointer to the family's spelling of the learning rate, if need be.
+
+    When the other family's spelling (torch's ``lr``, Keras's
+    ``learning_rate``) was passed.
+    """
+    other = "lr" if rate == "learning_rate" else "learning_rate"
+    return f" (`{other}` is spelled `{rate}`)" if other in keywords else ""
 
 
 REGISTRY: dict[str, OptimizerSpec] = {}
-"""Every optimizer's spec, by class name: what the tests iterate over."""
+"""Every optimizer's spec, by family prefix and class name (``"SGD"``,
+``"torch.SGD"``): what the tests iterate over."""
 
 
 def _insert_shared_docs(doc: str, keywords: tuple[Keyword, ...]) -> str:
@@ -200,7 +216,7 @@ def _check_definition(
     factory: Callable[..., Any], spec: OptimizerSpec, family: Family
 ) -> None:
     """Rejects, at import time, a definition whose parts disagree."""
-    where = f"jsgd.{factory.__name__}"
+    where = f"jsgd.{family.prefix}{factory.__name__}"
     parameters = spec.signature.parameters
     names = list(parameters)
     if list(spec.checks) != names:
@@ -215,11 +231,12 @@ def _check_definition(
     for keyword in family.keywords:
         if parameters[keyword.name].default != keyword.default:
             raise AssertionError(f"{where}: default of {keyword.name} differs")
-    if spec.sparse != ("lazy" in parameters):
-        raise AssertionError(f"{where}: `lazy` is the argument of sparse optimizers")
+    switch = family.sparse_switch
+    if switch is not None and spec.sparse != (switch in parameters):
+        raise AssertionError(f"{where}: `{switch}` is for sparse optimizers only")
     core_names = list(inspect.signature(spec.core).parameters)
-    expected = ["learning_rate", *(n for n in spec.own_arguments[1:] if n != "lazy")]
-    if spec.own_arguments[0] != "learning_rate" or core_names != expected:
+    expected = [n for n in spec.own_arguments if n != switch]
+    if spec.own_arguments[0] != family.rate or core_names != expected:
         raise AssertionError(f"{where}: core takes {core_names}, not {expected}")
     if not set(spec.config_keys) <= set(names):
         raise AssertionError(f"{where}: unknown config keys {spec.config_keys}")
@@ -284,10 +301,10 @@ def optimizer(
         factory.__doc__ = _insert_shared_docs(stub.__doc__ or "", family.keywords)
         factory.__signature__ = signature  # pyright: ignore[reportFunctionMemberAccess]
         factory.spec = spec  # pyright: ignore[reportFunctionMemberAccess]
-        REGISTRY[class_name] = spec
+        REGISTRY[family.prefix + class_name] = spec
         if sparse:
-            takes_indexed_slices(factory)
-            takes_indexed_slices(factory, name=class_name)
+            for name in dict.fromkeys((stub.__name__, class_name)):
+                takes_indexed_slices(factory, name=family.prefix + name)
         return factory  # pyright: ignore[reportReturnType]
 
     return decorate

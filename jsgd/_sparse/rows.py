@@ -67,11 +67,35 @@ def row_step(
     in float32 and reach ``fn`` so, which rounds once, when it stores. Returns
     the coalesced update rows (in the update's dtype) and the new state.
     """
+
+    def one_state(g: jax.Array, s: jax.Array) -> tuple[jax.Array, tuple[jax.Array]]:
+        u, t = fn(g, s)
+        return u, (t,)
+
+    new_update, (new_state,) = rows_step(update, (state,), one_state)
+    return new_update, new_state
+
+
+def rows_step(
+    update: IndexedSlices,
+    states: tuple[jax.Array, ...],
+    fn: Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
+) -> tuple[IndexedSlices, tuple[jax.Array, ...]]:
+    """:func:`row_step` for a leaf with several state arrays (Adam's moments).
+
+    ``fn(rows_of_update, *rows_of_states) -> (new_update_rows,
+    new_state_rows)``, the latter a tuple in the order of ``states``.
+    """
     rows = coalesce(update, keep_wide=True)
-    new_update, new_state = fn(rows.values, gather_rows(state, rows.indices))
+    new_update, new_states = fn(
+        rows.values, *(gather_rows(s, rows.indices) for s in states)
+    )
     return (
         rows.replace_values(new_update.astype(update.dtype)),
-        scatter_rows(state, rows.indices, new_state),
+        tuple(
+            scatter_rows(s, rows.indices, n)
+            for s, n in zip(states, new_states, strict=True)
+        ),
     )
 
 

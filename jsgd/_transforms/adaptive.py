@@ -2,22 +2,66 @@
 
 Each divides the incoming update by a running statistic of squared gradients.
 They differ from optax's ``scale_by_*`` in where epsilon sits, the initial
-accumulator and the defaults; these follow Keras 3. None applies a learning
-rate: chain :func:`jsgd.scale_by_learning_rate` after them.
+accumulator and the defaults. Each has two forms: ``form="keras"`` (the
+default) is Keras 3's arithmetic, ``form="torch"`` torch.optim's (epsilon
+outside the square root, ``torch.lerp`` for the running means, Adam's bias
+corrections applied to the second moment before epsilon): the optimizers of
+:mod:`jsgd.torch` are built on the latter. None applies a learning rate:
+chain :func:`jsgd.scale_by_learning_rate` after them.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
 from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
-from jsgd._sparse.rows import row_step
+from jsgd._sparse.rows import row_step, rows_step
+
+Form = Literal["keras", "torch", "torch_sparse"]
+"""Whose arithmetic an adaptive scaler follows ("torch_sparse": Adam only)."""
+
+
+def _check_form(form: Any, *allowed: str) -> None:
+    allowed = ("keras", "torch", *allowed)
+    if form not in allowed:
+        raise ValueError(
+            f"`form` must be one of {', '.join(map(repr, allowed))}. "
+            f"Received: form={form!r}"
+        )
+
+
+def _lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
+    """``torch.lerp(start, end, weight)`` for a scalar weight, in ``start``'s dtype.
+
+    torch computes ``start + w * (end - start)`` for ``|w| < 0.5`` and
+    ``end - (end - start) * (1 - w)`` otherwise (exact at both ends).
+    """
+    w = _tree.hyperparameter_as(weight, start.dtype)
+    difference = end - start
+    near_start = start + w * difference
+    near_end = end - difference * (1 - w)
+    concrete = _validation.concrete_scalar("weight", weight)
+    if concrete is not None:
+        return near_start if abs(float(np.float32(concrete))) < 0.5 else near_end
+    return jnp.where(jnp.abs(w) < 0.5, near_start, near_end)
+
+
+def _bias_correction(one_minus_beta: Any, step: jax.Array) -> jax.Array:
+    """``1 - beta**step`` as ``-expm1(step * log1p(-(1 - beta)))``.
+
+    With ``1 - beta`` computed before the float32 cast (0.001, not
+    ``1 - float32(0.999)``), this keeps float32's relative precision where
+    ``1 - beta**t`` is small: what torch's double arithmetic gets.
+    """
+    gain = _tree.hyperparameter_as(one_minus_beta, step.dtype)
+    return -jnp.expm1(step * jnp.log1p(-gain))
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -49,12 +93,20 @@ def scale_by_adagrad(
     epsilon: jax.typing.ArrayLike = 1e-7,
     *,
     accumulator_dtype: Any | None = None,
+    form: Form = "keras",
 ) -> optax.GradientTransformationExtraArgs:
-    """Keras 3's Adagrad scaling: ``a = a + g**2;  u = g / sqrt(a + eps)``.
+    """Adagrad's scaling, in Keras 3's form or torch's.
 
-    The accumulator starts at ``initial_accumulator_value``; epsilon sits
-    inside the square root (optax's ``scale_by_rss`` differs). Followed by
-    ``scale_by_learning_rate(lr)`` this is ``keras.optimizers.Adagrad``.
+    ::
+
+        a = a + g**2
+        u = g / sqrt(a + eps)                     (form="keras": Keras 3)
+        u = g / (sqrt(a) + eps)                   (form="torch": torch.optim)
+
+    The accumulator starts at ``initial_accumulator_value`` (optax's
+    ``scale_by_rss`` differs). Followed by ``scale_by_learning_rate(lr)``
+    this is ``keras.optimizers.Adagrad`` (or, with the torch form and the
+    learning rate ``lr / (1 + t * lr_decay)``, ``torch.optim.Adagrad``).
     State: :class:`jsgd.AdagradState`.
 
     Row-sparse updates (:class:`jsgd.IndexedSlices`): duplicate rows are
@@ -67,12 +119,14 @@ def scale_by_adagrad(
       initial_accumulator_value: the accumulator's start, >= 0.
       epsilon: added to the accumulator under the square root, >= 0.
       accumulator_dtype: dtype of the accumulator (default: the parameters').
+      form: ``"keras"`` or ``"torch"``: where epsilon sits (above).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; updates keep their dtype.
 
     Raises:
-      ValueError: for a negative or non-finite concrete hyperparameter.
+      ValueError: for a negative or non-finite concrete hyperparameter, or an
+        unknown ``form``.
       TypeError: for bool, complex, string or non-scalar hyperparameters.
 
     Examples:
@@ -89,6 +143,7 @@ def scale_by_adagrad(
     accumulator_dtype = _validation.canonical_dtype(
         "accumulator_dtype", accumulator_dtype
     )
+    _check_form(form)
 
     def init_fn(params: optax.Params) -> AdagradState:
         return AdagradState(
@@ -106,9 +161,11 @@ def scale_by_adagrad(
             wide = g.astype(dtype)
             # Scale by the stored (rounded) accumulator, as Keras does.
             stored = (a.astype(dtype) + _abs_sq(wide)).astype(a.dtype)
-            root = jnp.sqrt(
-                stored.astype(dtype) + _tree.hyperparameter_as(epsilon, dtype)
-            )
+            eps = _tree.hyperparameter_as(epsilon, dtype)
+            if form == "torch":
+                root = jnp.sqrt(stored.astype(dtype)) + eps
+            else:
+                root = jnp.sqrt(stored.astype(dtype) + eps)
             return (wide / root).astype(g.dtype), stored
 
         def sparse_or_dense_step(g, a):
@@ -145,20 +202,29 @@ def scale_by_rmsprop(
     centered: bool = False,
     *,
     accumulator_dtype: Any | None = None,
+    form: Form = "keras",
 ) -> optax.GradientTransformationExtraArgs:
-    """Keras 3's RMSprop scaling.
+    """RMSprop's scaling, in Keras 3's form or torch's.
 
-    ::
+    ``form="keras"``::
 
         v = rho * v + (1 - rho) * g**2
         a = rho * a + (1 - rho) * g               (centered only)
         u = g / sqrt(v - a**2 + eps)              (centered)
         u = g / sqrt(v + eps)                     (otherwise)
 
-    Both averages start at 0 and epsilon sits inside the square root (optax's
-    ``scale_by_rms`` differs). ``keras.optimizers.RMSprop`` is this, then
+    ``form="torch"`` (``torch.optim.RMSprop``, whose ``alpha`` is ``rho``)::
+
+        v = rho * v + (1 - rho) * g**2
+        a = lerp(a, g, 1 - rho)                   (centered only)
+        u = g / (sqrt(v - a**2) + eps)            (centered)
+        u = g / (sqrt(v) + eps)                   (otherwise)
+
+    Both averages start at 0; optax's ``scale_by_rms`` differs from both.
+    ``keras.optimizers.RMSprop`` is the Keras form, then
     ``scale_by_learning_rate(lr)``, then (when its momentum is set)
-    :func:`jsgd.momentum_trace`: Keras keeps the learning rate inside the momentum.
+    :func:`jsgd.momentum_trace`: Keras keeps the learning rate inside the
+    momentum. torch's puts the momentum before the learning rate.
     State: :class:`jsgd.RMSpropState`.
 
     Args:
@@ -166,12 +232,14 @@ def scale_by_rmsprop(
       epsilon: added under the square root, >= 0.
       centered: subtract the squared mean gradient (a variance estimate).
       accumulator_dtype: dtype of the averages (default: the parameters').
+      form: ``"keras"`` or ``"torch"`` (above).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; updates keep their dtype.
 
     Raises:
-      ValueError: for ``rho`` outside [0, 1] or a negative ``epsilon``.
+      ValueError: for ``rho`` outside [0, 1], a negative ``epsilon`` or an
+        unknown ``form``.
       TypeError: for bool, complex, string or non-scalar hyperparameters, or
         a non-bool ``centered``.
 
@@ -188,6 +256,7 @@ def scale_by_rmsprop(
     accumulator_dtype = _validation.canonical_dtype(
         "accumulator_dtype", accumulator_dtype
     )
+    _check_form(form)
 
     def init_fn(params: optax.Params) -> RMSpropState:
         average = _tree.state_like(params, accumulator_dtype) if centered else None
@@ -212,20 +281,27 @@ def scale_by_rmsprop(
 
             return update
 
+        def lerp_to(g, s):
+            dtype = _tree.compute_dtype(g.dtype, s.dtype)
+            return _lerp(s.astype(dtype), g.astype(dtype), 1 - rho).astype(s.dtype)
+
         velocity = _tree.map_state(moving_average(_abs_sq), updates, state.velocity)
         average = None
         if centered:
-            average = _tree.map_state(
-                moving_average(lambda g: g), updates, state.average_gradient
-            )
+            mean_step = moving_average(lambda g: g) if form == "keras" else lerp_to
+            average = _tree.map_state(mean_step, updates, state.average_gradient)
 
         def scaled(g, v, a=None):
             dtype = _tree.compute_dtype(g.dtype, v.dtype)
             denominator = v.astype(dtype)
             if a is not None:
                 denominator = denominator - _abs_sq(a.astype(dtype))
-            denominator = denominator + _tree.hyperparameter_as(epsilon, dtype)
-            return (g.astype(dtype) / jnp.sqrt(denominator)).astype(g.dtype)
+            eps = _tree.hyperparameter_as(epsilon, dtype)
+            if form == "torch":
+                root = jnp.sqrt(denominator) + eps
+            else:
+                root = jnp.sqrt(denominator + eps)
+            return (g.astype(dtype) / root).astype(g.dtype)
 
         if centered:
             updates = _tree.map_updates(scaled, updates, velocity, average)
@@ -260,35 +336,60 @@ def scale_by_adam(
     amsgrad: bool = False,
     *,
     accumulator_dtype: Any | None = None,
+    form: Form = "keras",
+    sparse_rows: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """Keras 3's Adam scaling, epsilon outside the bias correction.
+    """Adam's scaling, in Keras 3's form or torch's.
 
-    With ``t = count + 1``::
+    With ``t = count + 1``, ``form="keras"`` (Keras 3, and the Adam paper's
+    "epsilon hat" form: epsilon is not bias-corrected)::
 
         m = m + (g - m) * (1 - beta_1)
         v = v + (g**2 - v) * (1 - beta_2)
         v_hat = max(v_hat, v)                     (amsgrad; then v := v_hat)
         u = m * sqrt(1 - beta_2**t) / (1 - beta_1**t) / (sqrt(v) + eps)
 
-    This is Keras's (and the Adam paper's "epsilon hat") form: epsilon is not
-    bias-corrected, unlike optax's ``scale_by_adam``; the two differ for small
-    ``t`` and small ``v``. Followed by ``scale_by_learning_rate(lr)`` it is
-    ``keras.optimizers.Adam``. State: :class:`jsgd.AdamState`.
+    ``form="torch"`` (``torch.optim.Adam``: epsilon added to the corrected
+    root, as optax's ``scale_by_adam`` also does)::
+
+        m = lerp(m, g, 1 - beta_1)
+        v = beta_2 * v + (1 - beta_2) * g**2
+        v_hat = max(v_hat, v)                     (amsgrad; then v := v_hat)
+        u = m / (sqrt(v) / sqrt(1 - beta_2**t) + eps) / (1 - beta_1**t)
+
+    The two differ for small ``t`` and small ``v``. ``form="torch_sparse"``
+    is ``torch.optim.SparseAdam``'s arithmetic: the Keras form's, with torch's
+    bias corrections. Followed by ``scale_by_learning_rate(lr)`` the Keras
+    form is ``keras.optimizers.Adam`` and the torch form ``torch.optim.Adam``
+    (without weight decay). The torch forms compute ``1 - beta**t`` as
+    ``-expm1(t * log1p(-(1 - beta)))``, keeping float32's relative precision
+    as torch's double arithmetic does (Keras computes it in float32).
+
+    Row-sparse updates (:class:`jsgd.IndexedSlices`) with ``sparse_rows=True``:
+    duplicate rows are summed, then only the touched rows' moments change and
+    the output is an ``IndexedSlices`` of those rows: with
+    ``form="torch_sparse"`` that is ``torch.optim.SparseAdam``.
+    Without ``sparse_rows`` an ``IndexedSlices`` update is a TypeError.
+
+    State: :class:`jsgd.AdamState`.
 
     Args:
       beta_1: first-moment decay in [0, 1].
       beta_2: second-moment decay in [0, 1].
-      epsilon: added to ``sqrt(v)``, >= 0.
+      epsilon: added to the root, >= 0.
       amsgrad: use the running maximum of ``v`` (Reddi et al. 2018).
       accumulator_dtype: dtype of the moments (default: the parameters').
+      form: ``"keras"``, ``"torch"`` or ``"torch_sparse"`` (above).
+      sparse_rows: step only the touched rows of ``IndexedSlices`` updates.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; updates keep their dtype.
 
     Raises:
-      ValueError: for betas outside [0, 1] or a negative ``epsilon``.
+      ValueError: for betas outside [0, 1], a negative ``epsilon`` or an
+        unknown ``form``.
       TypeError: for bool, complex, string or non-scalar hyperparameters, or
-        a non-bool ``amsgrad``.
+        a non-bool ``amsgrad`` or ``sparse_rows``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -304,6 +405,8 @@ def scale_by_adam(
     accumulator_dtype = _validation.canonical_dtype(
         "accumulator_dtype", accumulator_dtype
     )
+    _check_form(form, "torch_sparse")
+    _validation.check_bool("sparse_rows", sparse_rows)
 
     def init_fn(params: optax.Params) -> AdamState:
         return AdamState(
@@ -318,42 +421,65 @@ def scale_by_adam(
     def update_fn(updates, state, params=None, **extra_args):
         del params, extra_args
         _tree.check_state(state, AdamState, "scale_by_adam")
-
-        def moment(beta, value_of_g):
-            def update(g, s):
-                dtype = _tree.compute_dtype(g.dtype, s.dtype)
-                s_ = s.astype(dtype)
-                # `1 - beta` before the cast, as Keras computes it: for a
-                # Python float that keeps the small gain exact.
-                gain = _tree.hyperparameter_as(1 - beta, dtype)
-                return (s_ + (value_of_g(g.astype(dtype)) - s_) * gain).astype(s.dtype)
-
-            return update
-
-        momentum = _tree.map_state(moment(beta_1, lambda g: g), updates, state.momentum)
-        velocity = _tree.map_state(moment(beta_2, _abs_sq), updates, state.velocity)
-        velocity_hat = None
-        if amsgrad:
-            velocity_hat = _tree.map_state(jnp.maximum, velocity, state.velocity_hat)
-        denominator_source = velocity_hat if amsgrad else velocity
-
         step = state.count.astype(jnp.float32) + 1  # no int32 wrap at the maximum
 
-        def scaled(g, m, v):
-            dtype = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
-            t = step.astype(dtype)
-            correction = jnp.sqrt(1 - _tree.hyperparameter_as(beta_2, dtype) ** t) / (
-                1 - _tree.hyperparameter_as(beta_1, dtype) ** t
-            )
-            root = jnp.sqrt(v.astype(dtype)) + _tree.hyperparameter_as(epsilon, dtype)
-            return (m.astype(dtype) * correction / root).astype(g.dtype)
+        def hyper(value, dtype):
+            return _tree.hyperparameter_as(value, dtype)
 
-        updates = _tree.map_updates(scaled, updates, momentum, denominator_source)
+        def leaf(g, m, v, v_hat=None):
+            dtype = _tree.compute_dtype(g.dtype, m.dtype, v.dtype)
+            g_, m_, v_ = g.astype(dtype), m.astype(dtype), v.astype(dtype)
+            if form == "torch":
+                m_ = _lerp(m_, g_, 1 - beta_1)
+                v_ = v_ * hyper(beta_2, dtype) + hyper(1 - beta_2, dtype) * _abs_sq(g_)
+            else:
+                # `1 - beta` before the cast, as Keras computes it: for a
+                # Python float that keeps the small gain exact.
+                m_ = m_ + (g_ - m_) * hyper(1 - beta_1, dtype)
+                v_ = v_ + (_abs_sq(g_) - v_) * hyper(1 - beta_2, dtype)
+            new_m, new_v = m_.astype(m.dtype), v_.astype(v.dtype)
+            stored = (new_m, new_v)
+            root_of = new_v
+            if amsgrad:
+                root_of = jnp.maximum(v_hat, new_v)
+                stored = (*stored, root_of)
+            t = step.astype(dtype)
+            m_, root = new_m.astype(dtype), jnp.sqrt(root_of.astype(dtype))
+            eps = hyper(epsilon, dtype)
+            if form == "torch":
+                correction_2 = jnp.sqrt(_bias_correction(1 - beta_2, step))
+                correction_1 = _bias_correction(1 - beta_1, step)
+                denominator = root / correction_2.astype(dtype) + eps
+                u = m_ / denominator / correction_1.astype(dtype)
+            elif form == "torch_sparse":
+                correction = jnp.sqrt(_bias_correction(1 - beta_2, step)) / (
+                    _bias_correction(1 - beta_1, step)
+                )
+                u = m_ / (root + eps) * correction.astype(dtype)
+            else:
+                correction = jnp.sqrt(1 - hyper(beta_2, dtype) ** t) / (
+                    1 - hyper(beta_1, dtype) ** t
+                )
+                u = m_ * correction / (root + eps)
+            return u.astype(g.dtype), stored
+
+        if not sparse_rows:
+            _tree.require_dense(updates)
+
+        def sparse_or_dense(g, *states):
+            if isinstance(g, IndexedSlices):
+                return rows_step(g, states, leaf)
+            return leaf(g, *states)
+
+        states = (state.momentum, state.velocity)
+        if amsgrad:
+            states = (*states, state.velocity_hat)
+        updates, new = _tree.map_updates_and_states(sparse_or_dense, updates, states)
         return updates, AdamState(
             count=_tree.increment(state.count),
-            momentum=momentum,
-            velocity=velocity,
-            velocity_hat=velocity_hat,
+            momentum=new[0],
+            velocity=new[1],
+            velocity_hat=new[2] if amsgrad else None,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
