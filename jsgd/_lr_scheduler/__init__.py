@@ -1,0 +1,1 @@
+"""torch.optim.lr_scheduler in pure JAX (public face: jsgd.torch.lr_scheduler)."""
