@@ -343,7 +343,7 @@ def get_total_norm(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> from jsgd._transforms.torch_clipping import get_total_norm
+      >>> from jsgd.torch import get_total_norm
       >>> get_total_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])})
       Array(5., dtype=float32)
       >>> get_total_norm({"a": jnp.array([3.0]), "b": jnp.array([-4.0])}, "inf")
@@ -458,7 +458,7 @@ def clip_grad_norm(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> from jsgd._transforms.torch_clipping import clip_grad_norm
+      >>> from jsgd.torch import clip_grad_norm
       >>> tx = clip_grad_norm(1.0)
       >>> grads = {"a": jnp.array([3.0]), "b": jnp.array([4.0]), "frozen": None}
       >>> clipped, state = tx.update(grads, tx.init(grads))
@@ -547,7 +547,7 @@ def clip_grad_value(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> from jsgd._transforms.torch_clipping import clip_grad_value
+      >>> from jsgd.torch import clip_grad_value
       >>> tx = clip_grad_value(1.0)
       >>> tx.update(jnp.array([-3.0, 0.5, 2.0]), tx.init(None))[0]
       Array([-1. ,  0.5,  1. ], dtype=float32)

@@ -32,13 +32,25 @@ from jsgd._optimizers.torch_factories import (
     SparseAdam,
 )
 from jsgd._optimizers.torch_family import OptimizerState
+from jsgd._transforms.torch_clipping import (
+    ClipGradNormState,
+    clip_grad_norm,
+    clip_grad_value,
+    get_total_norm,
+)
+from jsgd.torch import lr_scheduler
 
 __all__ = [
     "SGD",
     "Adagrad",
     "Adam",
     "AdamW",
+    "ClipGradNormState",
     "OptimizerState",
     "RMSprop",
     "SparseAdam",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "get_total_norm",
+    "lr_scheduler",
 ]
