@@ -77,7 +77,8 @@ class LRScheduler(abc.ABC):
 
         Raises:
           ValueError: torch's, e.g. for a per-group list whose length is not
-            the number of groups ("expected 2 values for max_lr, got 3").
+            the number of groups ("max_lr must have the same length as
+            optimizer.param_groups. max_lr has 3 values, param_groups has 2.").
         """
 
     @abc.abstractmethod

@@ -34,9 +34,10 @@ class ReduceLROnPlateau(Scheduler):
     ``new = max(lr * factor, min_lr)`` replaces its lr if ``lr - new > eps``,
     and the cooldown starts. There is no initial step: the lr is untouched
     until then. torch's semantics is "act on the current value": jsgd runs
-    the same recursion on the float32 lr (one rounding per reduction: 6e-8
-    relative per cut; the comparisons are float32's, torch's double: a
-    metric within one float32 ulp of a threshold can be judged otherwise).
+    the same recursion on the float32 lr (about one rounding per cut:
+    measured over 1,000 epochs, 1.6e-7 relative at most; the comparisons are
+    float32's, torch's double: a metric within one float32 ulp of a
+    threshold can be judged otherwise).
 
     State: ``extra`` holds ``best`` (float32), ``num_bad_epochs`` and
     ``cooldown_counter`` (int32, saturating).
