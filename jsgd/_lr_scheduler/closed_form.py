@@ -102,10 +102,9 @@ def _times_lambdas(x: jax.Array, fns: Any, t: jax.Array) -> jax.Array:
     return jnp.broadcast_to(times(x, fns(t)), x.shape)
 
 
-def _check_lambdas(owner: str, fns: Any, n: int) -> None:
+def _check_lambdas(fns: Any, n: int) -> None:
     if isinstance(fns, tuple) and len(fns) != n:
         raise ValueError(f"Expected {n} lr_lambdas, but got {len(fns)}")
-    del owner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +143,7 @@ class LambdaLR(Scheduler):
             object.__setattr__(self, "lr_lambda", tuple(self.lr_lambda))
 
     def _setup(self, values, private):
-        _check_lambdas("LambdaLR", self.lr_lambda, core.n_groups(values))
+        _check_lambdas(self.lr_lambda, core.n_groups(values))
         return super()._setup(values, private)
 
     def _at(self, base: Groups, t: jax.Array) -> jax.Array:
@@ -204,7 +203,7 @@ class MultiplicativeLR(Scheduler):
                 )
 
     def _setup(self, values, private):
-        _check_lambdas("MultiplicativeLR", self.lr_lambda, core.n_groups(values))
+        _check_lambdas(self.lr_lambda, core.n_groups(values))
         return super()._setup(values, private)
 
     def _first(self, base, values):

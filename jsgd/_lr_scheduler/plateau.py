@@ -15,10 +15,6 @@ from jsgd._lr_scheduler.base import SchedulerState
 from jsgd._lr_scheduler.core import Scheduler
 
 
-def _saturating(x: jax.Array) -> jax.Array:
-    return core.increment(x)
-
-
 @dataclasses.dataclass(frozen=True)
 class ReduceLROnPlateau(Scheduler):
     """torch's ``ReduceLROnPlateau``, driven by ``step(state, value=metric)``.
@@ -136,7 +132,7 @@ class ReduceLROnPlateau(Scheduler):
         extra = state.extra
         better = self._is_better(current, extra["best"])
         best = jnp.where(better, current, extra["best"])
-        bad = jnp.where(better, 0, _saturating(extra["num_bad_epochs"]))
+        bad = jnp.where(better, 0, core.increment(extra["num_bad_epochs"]))
         cooling = extra["cooldown_counter"] > 0
         counter = jnp.where(
             cooling, extra["cooldown_counter"] - 1, extra["cooldown_counter"]
