@@ -12,7 +12,7 @@ them). What happens depends on ``JSGD_TORCH``:
 * ``record``: compute live and (re)write the golden files at the end of the
   session. Regenerate them all with::
 
-      JSGD_TORCH=record python -m pytest -p no:xdist -m "oracle or not oracle" tests
+      JSGD_TORCH=record python -m pytest -p no:xdist -m "oracle or not oracle" tests docs
 
 Each test module has its own file, ``tests/golden/<module>.npz``, whose
 ``__header__`` entry records torch's version and that command.
@@ -44,7 +44,7 @@ if MODE != "golden":
 LIVE = torch is not None
 
 DIRECTORY = pathlib.Path(__file__).parent / "golden"
-COMMAND = 'JSGD_TORCH=record python -m pytest -p no:xdist -m "oracle or not oracle" tests'
+COMMAND = 'JSGD_TORCH=record python -m pytest -p no:xdist -m "oracle or not oracle" tests docs'
 _RECORDED: dict[str, dict[str, np.ndarray]] = {}
 
 
