@@ -479,7 +479,7 @@ class GradScaler:
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, jsgd.torch
-      >>> from jsgd._optimizers.torch_grad_scaler import GradScaler
+      >>> from jsgd.torch import GradScaler
       >>> scaler = GradScaler(init_scale=2.0**16, growth_interval=2)
       >>> tx = scaler.wrap(jsgd.torch.SGD(lr=0.1))
       >>> params = {"w": jnp.array([1.0, 2.0])}

@@ -32,6 +32,7 @@ from jsgd._optimizers.torch_factories import (
     SparseAdam,
 )
 from jsgd._optimizers.torch_family import OptimizerState
+from jsgd._optimizers.torch_grad_scaler import GradScaler, GradScalerState
 from jsgd._transforms.torch_clipping import (
     ClipGradNormState,
     clip_grad_norm,
@@ -46,6 +47,8 @@ __all__ = [
     "Adam",
     "AdamW",
     "ClipGradNormState",
+    "GradScaler",
+    "GradScalerState",
     "OptimizerState",
     "RMSprop",
     "SparseAdam",
