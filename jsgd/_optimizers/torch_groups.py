@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -88,7 +88,7 @@ def _compile(index: int, selector: Any) -> Selector:
             )
         return tuple(selector)
     if callable(selector):
-        return selector
+        return cast(Callable[[str, Any], bool], selector)
     raise TypeError(
         f"{where} must be a regular expression, a list of path strings or a "
         f"callable (path, leaf) -> bool. Received: {selector!r}"

@@ -441,6 +441,7 @@ def scale_by_adam(
             stored = (new_m, new_v)
             root_of = new_v
             if amsgrad:
+                assert v_hat is not None
                 root_of = jnp.maximum(v_hat, new_v)
                 stored = (*stored, root_of)
             t = step.astype(dtype)
