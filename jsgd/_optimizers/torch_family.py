@@ -227,6 +227,9 @@ def torch_chain(
             groups=groups_state,
         )
 
+    init_fn.torch_info = TorchOptimizerInfo(
+        spec, defaults, tuple(groups), scheduler, steps_per_epoch
+    )
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
@@ -290,3 +293,42 @@ TORCH = _spec.Family(
     prefix="torch.",
 )
 """torch.optim's shared keywords and how they wrap an optimizer's core."""
+
+
+# ------------------------------------------------------- for state_dict
+
+
+class TorchOptimizerInfo(NamedTuple):
+    """What :func:`torch_chain` built an optimizer from (for ``state_dict``).
+
+    Attributes:
+      spec: the optimizer's spec (its ``class_name``, ``own_arguments``...).
+      defaults: the constructor's values of the own arguments and
+        ``maximize``.
+      groups: the parsed explicit parameter groups, in order (the defaults'
+        group is added by :func:`jsgd._optimizers.torch_groups.assign`).
+      scheduler: the scheduler, or ``None``.
+      steps_per_epoch: the optimizer steps per scheduler step, or ``None``.
+    """
+
+    spec: _spec.OptimizerSpec
+    defaults: Mapping[str, Any]
+    groups: tuple[_groups.Group, ...]
+    scheduler: LRScheduler | None
+    steps_per_epoch: int | None
+
+
+def torch_info(optimizer: Any) -> TorchOptimizerInfo:
+    """The :class:`TorchOptimizerInfo` of a :mod:`jsgd.torch` optimizer.
+
+    Raises:
+      TypeError: for anything else (a chain or wrapper around one included).
+    """
+    info = getattr(getattr(optimizer, "init", None), "torch_info", None)
+    if not isinstance(info, TorchOptimizerInfo):
+        raise TypeError(
+            "state_dict needs the jsgd.torch optimizer itself (e.g. "
+            "jsgd.torch.Adam(...), not a chain or wrapper around it); got "
+            f"{optimizer!r}"
+        )
+    return info
