@@ -84,6 +84,10 @@ class Family:
         (Keras's ``lazy``), or ``None``.
       prefix: what :data:`REGISTRY` keys start with (``"torch."``), so that
         two families may both have an ``SGD``.
+      checks_in_signature_order: validate in signature order (Keras); if
+        False, the own arguments in the order the ``checks`` declaration
+        lists them (torch's, which differs from its signatures'), then the
+        shared keywords.
     """
 
     name: str
@@ -92,6 +96,7 @@ class Family:
     rate: str = "learning_rate"
     sparse_switch: str | None = "lazy"
     prefix: str = ""
+    checks_in_signature_order: bool = True
 
     @functools.cached_property
     def by_name(self) -> dict[str, Keyword]:
@@ -219,8 +224,11 @@ def _check_definition(
     where = f"jsgd.{family.prefix}{factory.__name__}"
     parameters = spec.signature.parameters
     names = list(parameters)
-    if list(spec.checks) != names:
-        raise AssertionError(f"{where}: checks {list(spec.checks)} != {names}")
+    checked = list(spec.checks)
+    if checked != names and (
+        family.checks_in_signature_order or set(checked) != set(names)
+    ):
+        raise AssertionError(f"{where}: checks {checked} != {names}")
     shared_names = [k.name for k in family.keywords]
     start = len(spec.positional)
     if names[start : start + len(shared_names)] != shared_names:
@@ -271,15 +279,16 @@ def optimizer(
 
     def decorate(stub: _Factory) -> _Factory:
         signature = inspect.signature(stub)
-        own_checks = dict(checks)
+        unknown = [n for n in checks if n not in signature.parameters]
+        if unknown:
+            raise AssertionError(f"checks for unknown arguments {unknown}")
+        order = list(signature.parameters)
+        if not family.checks_in_signature_order:
+            order = [*checks, *(n for n in order if n not in checks)]
         all_checks = {
-            name: own_checks.pop(name)
-            if name in own_checks
-            else family.by_name[name].check
-            for name in signature.parameters
+            name: checks[name] if name in checks else family.by_name[name].check
+            for name in order
         }
-        if own_checks:
-            raise AssertionError(f"checks for unknown arguments {list(own_checks)}")
         spec = OptimizerSpec(
             class_name=class_name,
             family=family,

@@ -59,11 +59,11 @@ def _sgd_core(
     class_name="SGD",
     family=TORCH,
     core=_sgd_core,
-    checks={
+    checks={  # in torch's order (torch does not check dampening)
         "lr": _checks.learning_rate,
         "momentum": _checks.momentum,
-        "dampening": _checks.dampening,
         "weight_decay": _checks.weight_decay,
+        "dampening": _checks.dampening,
         "nesterov": _checks.switch,
     },
     config_keys=(),
@@ -139,10 +139,11 @@ def _adam_core(
     return [*_coupled_weight_decay(weight_decay), scaler, scale_by_learning_rate(lr)]
 
 
+# In torch's order, which is not its signatures' (eps before betas).
 _ADAM_CHECKS = {
     "lr": _checks.learning_rate,
-    "betas": _checks.betas,
     "eps": _checks.epsilon,
+    "betas": _checks.betas,
     "weight_decay": _checks.weight_decay,
     "amsgrad": _checks.switch,
 }
@@ -300,12 +301,12 @@ def _rmsprop_core(
     class_name="RMSprop",
     family=TORCH,
     core=_rmsprop_core,
-    checks={
+    checks={  # in torch's order
         "lr": _checks.learning_rate,
-        "alpha": _checks.alpha,
         "eps": _checks.epsilon,
-        "weight_decay": _checks.weight_decay,
         "momentum": _checks.momentum,
+        "weight_decay": _checks.weight_decay,
+        "alpha": _checks.alpha,
         "centered": _checks.switch,
     },
     config_keys=(),
@@ -378,7 +379,10 @@ def _adagrad_core(
     eps: Any,
 ) -> Steps:
     steps: Steps = []
-    if not _validation.is_static_zero(weight_decay):
+    decay = _validation.concrete_scalar("weight_decay", weight_decay)
+    if decay is not None and decay != 0:
+        # A traced weight decay (inject_hyperparams) may be 0: its sparse
+        # gradients are made dense, which is torch's result when it is 0.
         steps.append(
             refuse_sparse("weight_decay option is not compatible with sparse gradients")
         )
@@ -470,10 +474,10 @@ def _sparse_adam_core(lr: Any, betas: Betas, eps: Any) -> Steps:
     class_name="SparseAdam",
     family=TORCH,
     core=_sparse_adam_core,
-    checks={
+    checks={  # in torch's order
         "lr": _checks.positive_learning_rate,
-        "betas": _checks.betas,
         "eps": _checks.positive_epsilon,
+        "betas": _checks.betas,
     },
     config_keys=(),
     sparse=True,
@@ -498,10 +502,10 @@ def SparseAdam(  # noqa: D417 (the shared Args come from TORCH)
         w = w - lr * sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + eps)
 
     Untouched rows keep their moments and do not move. Epsilon sits on the
-    uncorrected root, as in Keras's Adam and unlike torch's. The chain is
-    :func:`jsgd.scale_by_adam` (``form="torch_sparse"``,
-    ``sparse_rows=True``) and :func:`jsgd.scale_by_learning_rate`. Dense gradients and complex
-    parameters are refused, as in torch. State:
+    uncorrected root, as in Keras's Adam (torch's Adam has it on the corrected
+    one). The chain is :func:`jsgd.scale_by_adam` (``form="torch_sparse"``,
+    ``sparse_rows=True``) and :func:`jsgd.scale_by_learning_rate`. Dense
+    gradients and complex parameters are refused, as in torch. State:
     :class:`jsgd.torch.OptimizerState`, whose groups hold a
     :class:`jsgd.AdamState`.
 

@@ -34,8 +34,11 @@ class OptimizerState(NamedTuple):
     """State of a :mod:`jsgd.torch` optimizer.
 
     Attributes:
-      step: int32 number of optimizer steps taken (saturating); torch's
-        per-parameter ``state["step"]``, shared by every group.
+      step: int32 number of ``update`` calls (saturating), the count that
+        ``steps_per_epoch`` divides into epochs. It equals torch's
+        per-parameter ``state["step"]`` except under a
+        :class:`jsgd.torch.GradScaler`, whose skipped steps it counts (torch's
+        count is then the groups' own, e.g. :class:`jsgd.AdamState`'s).
       scheduler: the scheduler's state (its ``values`` are the groups'
         scheduled hyperparameters), or ``None`` without a scheduler.
       groups: an ``optax.MultiTransformState`` whose ``inner_states`` hold
@@ -44,8 +47,12 @@ class OptimizerState(NamedTuple):
     """
 
     step: jax.Array  # pyright: ignore[reportIncompatibleMethodOverride]
-    scheduler: SchedulerState | None
-    groups: optax.MultiTransformState
+    scheduler: Any  # a SchedulerState, or None
+    groups: Any  # an optax.MultiTransformState
+
+
+# Arguments torch reads from the constructor only, whatever a group says.
+_CONSTRUCTOR_ONLY = {"Adagrad": ("initial_accumulator_value",)}
 
 
 def _negate() -> optax.GradientTransformationExtraArgs:
@@ -116,10 +123,15 @@ def _check_sparsity(spec: _spec.OptimizerSpec, updates: Any) -> None:
             continue
         sparse = isinstance(u, IndexedSlices)
         if sparse and not spec.sparse:
-            hint = ", please consider SparseAdam instead" if name == "Adam" else ""
+            # torch's AdamW is Adam's subclass and says what Adam says.
+            message = f"{name} does not support sparse gradients"
+            if name in ("Adam", "AdamW"):
+                message = (
+                    "Adam does not support sparse gradients, please consider "
+                    "SparseAdam instead"
+                )
             raise TypeError(
-                f"{name} does not support sparse gradients{hint} (the update at "
-                f"{_tree.keystr(path)} is an IndexedSlices)"
+                f"{message} (the update at {_tree.keystr(path)} is an IndexedSlices)"
             )
         if not sparse and name == "SparseAdam":
             raise TypeError(
@@ -143,6 +155,14 @@ def torch_chain(
 
     def validate(values: dict[str, Any], names: tuple[str, ...]) -> None:
         spec.validate(values, names=names)
+        for name in _CONSTRUCTOR_ONLY.get(spec.class_name, ()):
+            if name in names and values[name] != defaults[name]:
+                raise ValueError(
+                    f"torch's {spec.class_name} ignores a group's {name} (every "
+                    f"group starts from the constructor's, {defaults[name]}); "
+                    f"jsgd.torch refuses it rather than ignore it. Received: "
+                    f"{name}={values[name]}"
+                )
         if "maximize" in names:
             _validation.check_bool("maximize", values["maximize"])
         group_transform(spec, values)  # the cross-argument checks of the core
@@ -291,6 +311,7 @@ TORCH = _spec.Family(
     rate="lr",
     sparse_switch=None,
     prefix="torch.",
+    checks_in_signature_order=False,
 )
 """torch.optim's shared keywords and how they wrap an optimizer's core."""
 

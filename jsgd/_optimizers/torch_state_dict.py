@@ -759,7 +759,7 @@ def scheduler_state_dict(optimizer: Any, opt_state: Any) -> dict[str, Any]:
 
     Examples:
       >>> import jax.numpy as jnp, jsgd.torch
-      >>> from jsgd._optimizers.torch_state_dict import scheduler_state_dict
+      >>> from jsgd.torch import scheduler_state_dict
       >>> tx = jsgd.torch.SGD(
       ...     lr=0.5, scheduler=jsgd.torch.lr_scheduler.StepLR(2, gamma=0.1))
       >>> params = jnp.zeros(2)
@@ -854,7 +854,7 @@ def state_dict(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd.torch
-      >>> from jsgd._optimizers.torch_state_dict import state_dict
+      >>> from jsgd.torch import state_dict
       >>> params = {"b": jnp.zeros(2), "w": jnp.ones(2)}
       >>> tx = jsgd.torch.Adam(lr=0.1, param_groups=[{"params": "b", "lr": 0.01}])
       >>> state = tx.init(params)
@@ -1383,7 +1383,7 @@ def load_state_dict(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd.torch, numpy as np
-      >>> from jsgd._optimizers.torch_state_dict import load_state_dict
+      >>> from jsgd.torch import load_state_dict
       >>> saved = {  # torch.optim.Adam([w], lr=0.1).state_dict() after 3 steps
       ...     "state": {0: {"step": np.float32(3), "exp_avg": np.ones(2),
       ...                   "exp_avg_sq": np.ones(2)}},

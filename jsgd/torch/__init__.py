@@ -33,6 +33,11 @@ from jsgd._optimizers.torch_factories import (
 )
 from jsgd._optimizers.torch_family import OptimizerState
 from jsgd._optimizers.torch_grad_scaler import GradScaler, GradScalerState
+from jsgd._optimizers.torch_state_dict import (
+    load_state_dict,
+    scheduler_state_dict,
+    state_dict,
+)
 from jsgd._transforms.torch_clipping import (
     ClipGradNormState,
     clip_grad_norm,
@@ -55,5 +60,8 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "get_total_norm",
+    "load_state_dict",
     "lr_scheduler",
+    "scheduler_state_dict",
+    "state_dict",
 ]
