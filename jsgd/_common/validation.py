@@ -52,6 +52,10 @@ def concrete_scalar(name: str, value: Any) -> float | None:
         raise _type_error(name, value, f"not {type(value).__name__}")
     if tuple(shape) != ():
         raise _type_error(name, value, f"not an array of shape {tuple(shape)}")
+    try:
+        jnp.dtype(dtype)
+    except TypeError:  # e.g. a torch tensor's dtype
+        raise _type_error(name, value, f"not a {type(value).__name__}") from None
     if jnp.issubdtype(dtype, jnp.bool_):
         raise _type_error(name, value, "not a bool array")
     if jnp.issubdtype(dtype, jnp.complexfloating):

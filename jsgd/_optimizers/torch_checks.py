@@ -1,10 +1,16 @@
 """Argument checks with torch.optim's messages ("Invalid learning rate: -1.0").
 
-torch checks lower bounds only (``not 0.0 <= lr``, so NaN is refused too).
-jsgd also refuses what torch lets through but would corrupt a run: an
-infinite or float32-overflowing value, and values outside the range of the
-transform that computes the step (a ``momentum``, ``dampening`` or ``alpha``
-above 1), in the same style, with the reason appended.
+torch checks lower bounds only (most as ``not 0.0 <= lr``, which refuses NaN
+too; SGD's as ``lr < 0.0``, which lets NaN through, and SGD does not check
+``dampening``). jsgd also refuses what torch lets through but would corrupt
+a run, in the same style with the reason appended: NaN everywhere, an
+infinite or float32-overflowing value, a negative ``dampening``, and values
+outside the range of the transform that computes the step (a ``momentum``,
+``dampening`` or ``alpha`` above 1). Other differences, all documented in
+docs/porting.md: integer ``betas`` are accepted (torch's Adam wants floats or
+tensors), ``maximize`` is keyword-only (positional in torch's RMSprop and
+SparseAdam), and a refused sparse gradient raises a TypeError at ``update``
+(torch: a RuntimeError at ``step``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,15 @@ Selector = str | Sequence[str] | Callable[[str, Any], bool]
 
 
 def path_string(path: Sequence[Any]) -> str:
-    """A key path as torch-style names joined with ``"/"``: ``"encoder/0/bias"``."""
+    """A key path as torch-style names joined with ``"/"``: ``"encoder/0/bias"``.
+
+    A last ``.value`` attribute (a ``flax.nnx`` Variable's) is dropped, so that
+    a selector sees ``"fc/bias"`` under ``nnx.Optimizer`` too.
+    """
+    path = list(path)
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        if path[-1].name == "value":
+            path = path[:-1]
     parts = []
     for key in path:
         if isinstance(key, jax.tree_util.DictKey):
