@@ -35,9 +35,9 @@ def path_string(path: Sequence[Any]) -> str:
     a selector sees ``"fc/bias"`` under ``nnx.Optimizer`` too.
     """
     path = list(path)
-    if path and isinstance(path[-1], jax.tree_util.GetAttrKey):
-        if path[-1].name == "value":
-            path = path[:-1]
+    last = path[-1] if path else None
+    if isinstance(last, jax.tree_util.GetAttrKey) and last.name == "value":
+        path = path[:-1]
     parts = []
     for key in path:
         if isinstance(key, jax.tree_util.DictKey):
