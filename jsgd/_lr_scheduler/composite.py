@@ -37,8 +37,24 @@ def _union(schedulers: tuple[Scheduler, ...], available: frozenset[str]):
     return keys
 
 
+class _Composite(Scheduler):
+    """A scheduler of child schedulers, whose states its ``extra`` holds."""
+
+    schedulers: Any
+
+    def _restart(self, state):
+        raise NotImplementedError
+
+    def _rebind(self, state, private):
+        states = tuple(
+            c._rebind(s, private)
+            for c, s in zip(self.schedulers, state.extra, strict=True)
+        )
+        return state._replace(extra=states)
+
+
 @dataclasses.dataclass(frozen=True)
-class SequentialLR(Scheduler):
+class SequentialLR(_Composite):
     """torch's ``SequentialLR``: one scheduler after the other, at milestones.
 
     As torch's: the children are built first, in order, on the same groups
@@ -161,19 +177,9 @@ class SequentialLR(Scheduler):
         states, shared = jax.lax.switch(index, branches, (state.extra, state.values))
         return state._replace(last_epoch=t, values=shared, extra=states)
 
-    def _restart(self, state):
-        raise NotImplementedError
-
-    def _rebind(self, state, private):
-        states = tuple(
-            c._rebind(s, private)
-            for c, s in zip(self.schedulers, state.extra, strict=True)
-        )
-        return state._replace(extra=states)
-
 
 @dataclasses.dataclass(frozen=True)
-class ChainedScheduler(Scheduler):
+class ChainedScheduler(_Composite):
     """torch's ``ChainedScheduler``: every child's ``step()``, in order, each step.
 
     torch's semantics: each child's chainable ``get_lr`` acts on the current
@@ -243,13 +249,3 @@ class ChainedScheduler(Scheduler):
             values=shared,
             extra=tuple(states),
         )
-
-    def _restart(self, state):
-        raise NotImplementedError
-
-    def _rebind(self, state, private):
-        states = tuple(
-            c._rebind(s, private)
-            for c, s in zip(self.schedulers, state.extra, strict=True)
-        )
-        return state._replace(extra=states)

@@ -33,8 +33,25 @@ def _is_integral(x: float) -> bool:
     return math.isfinite(x) and float(x).is_integer()
 
 
+class _ClosedForm(Scheduler):
+    """A scheduler whose every value is ``self._at(state, epoch)``."""
+
+    def _at(self, state: Any, t: Any) -> Any:
+        raise NotImplementedError
+
+    def _first(self, base, values):
+        return self._at(core.state(core.zero(), values, base), core.zero())
+
+    def _advance(self, state, chained):
+        del chained  # torch's get_lr is a closed form
+        return self._at(state, core.increment(state.last_epoch))
+
+    def _restart(self, state):
+        return self._at(state, core.zero())
+
+
 @dataclasses.dataclass(frozen=True)
-class CyclicLR(Scheduler):
+class CyclicLR(_ClosedForm):
     """torch's ``CyclicLR``: the lr cycles between ``base_lr`` and ``max_lr``.
 
     With ``S = step_size_up + step_size_down``, ``cycle = floor(1 + t / S)``
@@ -187,16 +204,6 @@ class CyclicLR(Scheduler):
             values = {**values, key: top - (top - base["base_momentum"]) * height}
         return state._replace(last_epoch=t, values=values)
 
-    def _first(self, base, values):
-        return self._at(core.state(core.zero(), values, base), core.zero())
-
-    def _advance(self, state, chained):
-        del chained  # torch's get_lr is a closed form
-        return self._at(state, core.increment(state.last_epoch))
-
-    def _restart(self, state):
-        return self._at(state, core.zero())
-
 
 def _validate_total_steps(total_steps: Any, epochs: Any, steps_per_epoch: Any) -> int:
     if total_steps is not None:
@@ -219,7 +226,7 @@ def _validate_total_steps(total_steps: Any, epochs: Any, steps_per_epoch: Any) -
 
 
 @dataclasses.dataclass(frozen=True)
-class OneCycleLR(Scheduler):
+class OneCycleLR(_ClosedForm):
     """torch's ``OneCycleLR``: warm up to ``max_lr``, then anneal far below.
 
     The constructor sets each group's ``initial_lr = max_lr / div_factor``,
@@ -408,13 +415,3 @@ class OneCycleLR(Scheduler):
             key = core.momentum_key(values)
             values = {**values, key: jnp.where(past, jnp.nan, momentum)}
         return state._replace(last_epoch=t, values=values)
-
-    def _first(self, base, values):
-        return self._at(core.state(core.zero(), values, base), core.zero())
-
-    def _advance(self, state, chained):
-        del chained  # torch's get_lr is a closed form
-        return self._at(state, core.increment(state.last_epoch))
-
-    def _restart(self, state):
-        return self._at(state, core.zero())
