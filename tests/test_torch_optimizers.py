@@ -933,3 +933,47 @@ def test_adagrad_takes_sparse_gradients_under_inject_hyperparams():
         trajectory.append(_flat(_unnest(tree), sorted(params)))
     scale = max(1.0, float(np.max(np.abs(_flat(params, sorted(params))))))
     assert error_ratio(np.stack(trajectory), expected, scale) <= 1
+
+
+# --- ReduceLROnPlateau, driven by the metric passed as `value=` --------------
+
+PLATEAU_METRICS = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.55, 0.56, 0.6, 0.61]
+
+
+def _torch_plateau():
+    torch = _golden.torch
+    w = torch.tensor([0.5, -1.5, 2.0], requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=0.5, patience=1, cooldown=1, min_lr=0.01
+    )
+    params, lrs = [], []
+    for metric in PLATEAU_METRICS:
+        for _ in range(2):  # two steps per epoch, the metric after the epoch
+            w.grad = w.detach().clone()
+            opt.step()
+            params.append(w.detach().numpy().copy())
+        sched.step(metric)
+        lrs.append(opt.param_groups[0]["lr"])
+    return {"params": np.array(params), "lrs": np.array(lrs)}
+
+
+def test_reduce_lr_on_plateau_reads_the_value_passed_to_update():
+    expected = golden("ReduceLROnPlateau/SGD", _torch_plateau)
+    plateau = lr_scheduler.ReduceLROnPlateau(
+        mode="min", factor=0.5, patience=1, cooldown=1, min_lr=0.01
+    )
+    tx = jsgd.torch.SGD(0.1, momentum=0.9, scheduler=plateau, steps_per_epoch=2)
+    w = jnp.array([0.5, -1.5, 2.0])
+    state = tx.init(w)
+    step = jax.jit(tx.update)
+    params, lrs = [], []
+    for metric in PLATEAU_METRICS:
+        for _ in range(2):  # the metric counts only where an epoch ends
+            updates, state = step(w, state, w, value=jnp.float32(metric))
+            w = optax.apply_updates(w, updates)
+            params.append(np.asarray(w))
+        lrs.append(float(state.scheduler.values["lr"][0]))
+    np.testing.assert_allclose(lrs, expected["lrs"], rtol=1e-6)
+    np.testing.assert_allclose(params, expected["params"], rtol=2e-6, atol=1e-7)
+    assert lrs[-1] < lrs[0]  # the plateau was detected
