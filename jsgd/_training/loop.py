@@ -6,13 +6,92 @@ all take their steps through :func:`gradient_step`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jsgd._sparse.apply_updates import apply_updates
+from jsgd._sparse.indexed_slices import IndexedSlices, padded_indices
+
+RowTables = Mapping[str, int]
+"""``{key of an embedding table in params: position of its indices in the batch}``."""
+
+
+def check_row_tables(
+    row_tables: Any, axis_name: Any = None
+) -> tuple[tuple[str, int], ...]:
+    """``row_tables`` as a sorted tuple of items, or a clear error."""
+    if row_tables is None:
+        return ()
+    if not isinstance(row_tables, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in row_tables.items()
+    ):
+        raise TypeError(
+            "`row_tables` must map a table's key in params (a str) to the "
+            "position of its indices in the batch (an int). Received: "
+            f"row_tables={row_tables!r}"
+        )
+    if row_tables and axis_name is not None:
+        raise ValueError(
+            "`row_tables` with `axis_name` is not supported: each device's rows "
+            "name different indices, so their gradients cannot be averaged with "
+            "lax.pmean. Use jit over a sharded batch, or dense gradients."
+        )
+    return tuple(sorted(row_tables.items()))
+
+
+def _value_and_row_grads(
+    loss_fn: Callable[..., Any],
+    params: Any,
+    batch: tuple[Any, ...],
+    row_tables: tuple[tuple[str, int], ...],
+    has_aux: bool,
+) -> tuple[Any, Any]:
+    """The loss and its gradient, embedding tables' as :class:`jsgd.IndexedSlices`.
+
+    ``loss_fn`` sees each table of ``row_tables`` replaced by its gathered
+    rows ``table[indices]`` (a padding index reads zeros), and the gradient
+    of those rows becomes the table's ``IndexedSlices``: what
+    :func:`jsgd.value_and_row_grad` does for one table.
+    """
+    if type(params) is not dict:
+        raise TypeError(
+            "`row_tables` needs params to be a dict whose keys name the tables. "
+            f"Received params of type {type(params).__name__}"
+        )
+    gathered = dict(params)
+    indices = {}
+    for key, position in row_tables:
+        if key not in params:
+            raise KeyError(f"`row_tables` names {key!r}, which params has not")
+        if not 0 <= position < len(batch):
+            raise IndexError(
+                f"`row_tables[{key!r}]` = {position}, but the batch has "
+                f"{len(batch)} arguments"
+            )
+        ids = jnp.asarray(batch[position])
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise TypeError(
+                f"The indices of {key!r} (batch argument {position}) must be "
+                f"integers. Received dtype {ids.dtype}"
+            )
+        table = params[key]
+        indices[key] = ids
+        gathered[key] = table.at[padded_indices(ids, table.shape[0])].get(
+            mode="fill", fill_value=0
+        )
+    value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(gathered, *batch)
+    grads = dict(grads)
+    for key, ids in indices.items():
+        table = params[key]
+        grads[key] = IndexedSlices(
+            grads[key].reshape((-1, *table.shape[1:])), ids.reshape(-1), table.shape
+        )
+    return value, grads
 
 
 def _per_device(params: Any, axis_name: Any) -> Any:
@@ -45,6 +124,7 @@ def gradient_step(
     *batch: Any,
     has_aux: bool = False,
     axis_name: Hashable | Sequence[Hashable] | None = None,
+    row_tables: tuple[tuple[str, int], ...] = (),
 ) -> tuple[optax.Params, optax.OptState, Any]:
     """``(params, opt_state, value)`` after one step on ``loss_fn(params, *batch)``.
 
@@ -53,10 +133,15 @@ def gradient_step(
     :func:`jsgd.apply_updates`. With ``axis_name`` (under ``pmap`` or
     ``shard_map``) the gradient and the loss are averaged over that axis
     first; ``aux`` stays per device, since it may hold integers or
-    per-example data.
+    per-example data. With ``row_tables`` (checked by
+    :func:`check_row_tables`) the tables' gradients are row gradients
+    (:func:`_value_and_row_grads`).
     """
     local = params if axis_name is None else _per_device(params, axis_name)
-    value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(local, *batch)
+    if row_tables:
+        value, grads = _value_and_row_grads(loss_fn, local, batch, row_tables, has_aux)
+    else:
+        value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(local, *batch)
     if axis_name is not None:
         loss = jax.lax.pmean(value[0] if has_aux else value, axis_name)
         value = (loss, value[1]) if has_aux else loss

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from jax.core import Tracer
 
-from jsgd._training.loop import gradient_step
+from jsgd._training.loop import check_row_tables, gradient_step
 
 
 class SweepResult(NamedTuple):
@@ -197,7 +197,14 @@ def _per_configuration(leaf: Any, like: jax.Array) -> jax.Array:
 
 @functools.partial(
     jax.jit,
-    static_argnames=("factory", "loss_fn", "static", "per_config_params", "steps"),
+    static_argnames=(
+        "factory",
+        "loss_fn",
+        "static",
+        "per_config_params",
+        "steps",
+        "row_tables",
+    ),
 )
 def _sweep(
     hyperparameters: dict[str, jax.Array],
@@ -209,12 +216,15 @@ def _sweep(
     static: tuple[tuple[str, Hashable], ...],
     per_config_params: bool,
     steps: int,
+    row_tables: tuple[tuple[str, int], ...],
 ) -> SweepResult:
     def train(hyper: dict[str, jax.Array], params: Any) -> tuple[Any, jax.Array]:
         optimizer = factory(**dict(static), **hyper)
 
         def step(carry: tuple[Any, Any], batch: tuple[Any, ...]) -> tuple[Any, Any]:
-            params, opt_state, loss = gradient_step(loss_fn, optimizer, *carry, *batch)
+            params, opt_state, loss = gradient_step(
+                loss_fn, optimizer, *carry, *batch, row_tables=row_tables
+            )
             return (params, opt_state), loss
 
         carry = (params, optimizer.init(params))
@@ -242,6 +252,7 @@ def sweep(
     static: Mapping[str, Hashable] | None = None,
     steps: int | None = None,
     per_config_params: bool = False,
+    row_tables: Mapping[str, int] | None = None,
 ) -> SweepResult:
     """Trains K hyperparameter configurations at once, as one compiled program.
 
@@ -300,6 +311,9 @@ def sweep(
         checked against it otherwise.
       per_config_params: ``params`` holds one start per configuration along
         a leading K axis.
+      row_tables: embedding tables trained by rows, as for
+        :func:`jsgd.make_train_step` (``{key: position of its indices in a
+        step's batch}``).
 
     Returns:
       A :class:`jsgd.SweepResult`: ``losses`` ``[K, steps]`` (the loss of each
@@ -378,4 +392,5 @@ def sweep(
         static=static_items,
         per_config_params=per_config_params,
         steps=length,
+        row_tables=check_row_tables(row_tables),
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import jax
 import optax
 from jax.core import Tracer
 
-from jsgd._training.loop import gradient_step
+from jsgd._training.loop import check_row_tables, gradient_step
 
 
 def _pinned_sharding(leaf: Any) -> jax.sharding.Sharding | None:
@@ -75,6 +75,7 @@ def make_train_step(
     has_aux: bool = False,
     donate: bool = True,
     axis_name: Hashable | Sequence[Hashable] | None = None,
+    row_tables: Mapping[str, int] | None = None,
 ) -> Callable[..., tuple[Any, Any, Any]]:
     """Builds ``step(params, opt_state, *batch) -> (params, opt_state, loss)``.
 
@@ -116,12 +117,25 @@ def make_train_step(
       donate: donate ``params`` and ``opt_state`` to the step.
       axis_name: the ``pmap``/``shard_map`` axis (or axes) the batch is split
         over; ``None`` (default) outside them.
+      row_tables: embedding tables to train by rows: ``{key: position}``
+        names a table ``params[key]`` (``params`` a dict) and the position of
+        its integer indices in the batch. ``loss_fn`` then sees
+        ``params[key]`` as the gathered rows ``table[indices]`` (shape
+        ``indices.shape + table.shape[1:]``; a padding index reads zeros),
+        and the table's gradient is a :class:`jsgd.IndexedSlices`, so that a
+        sparse-aware optimizer steps O(rows) (see
+        :func:`jsgd.value_and_row_grad`). Not with ``axis_name``.
 
     Returns:
       ``step(params, opt_state, *batch) -> (params, opt_state, loss)``; also
       ``step.lower(params, opt_state, *batch)``, the ``jax.stages.Lowered``
       step for these arguments (``.compile().as_text()``,
       ``.compile().memory_analysis()``).
+
+    Raises:
+      TypeError, KeyError, IndexError: for a bad ``row_tables`` (when the
+        step is called, for keys and positions).
+      ValueError: for ``row_tables`` with ``axis_name``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -137,6 +151,7 @@ def make_train_step(
       >>> print(f"w={float(params['w']):.3f} b={float(params['b']):.3f}")
       w=3.000 b=1.000
     """
+    tables = check_row_tables(row_tables, axis_name)
 
     def step(params: Any, opt_state: Any, *batch: Any) -> tuple[Any, Any, Any]:
         return gradient_step(
@@ -147,6 +162,7 @@ def make_train_step(
             *batch,
             has_aux=has_aux,
             axis_name=axis_name,
+            row_tables=tables,
         )
 
     return _TrainStep(step, donate)
