@@ -236,6 +236,17 @@ def test_shared_optimizer_and_none_leaves():
     np.testing.assert_array_equal(updates["a"], [-1.0, -1.0])
 
 
+def test_indexed_slices_leaves():
+    opt = MultiOptimizer({"emb": jsgd.SGD(1.0)}, jsgd.Adam(0.1))
+    params = {"emb": jnp.zeros((4, 2)), "w": jnp.ones(2)}
+    state = opt.init(params)
+    rows = jsgd.IndexedSlices(jnp.array([[2.0, 4.0]]), jnp.array([1]), (4, 2))
+    updates, state = opt.update({"emb": rows, "w": jnp.ones(2)}, state, params)
+    new = jsgd.apply_updates(params, updates)
+    np.testing.assert_array_equal(new["emb"], [[0, 0], [-2, -4], [0, 0], [0, 0]])
+    np.testing.assert_allclose(new["w"], [0.9, 0.9], rtol=1e-5)
+
+
 def test_loss_scale_factor_as_keras():
     opt = MultiOptimizer({"a": jsgd.SGD(loss_scale_factor=4.0)}, jsgd.SGD())
     assert opt.optimizers[0].loss_scale_factor is None  # Keras sets None too
