@@ -131,7 +131,11 @@ class LossScaleOptimizer:
 
     The choice is ``jnp.where`` (the inner update is computed either way), no
     Python branch on traced values: jit-safe. Doubling and halving are
-    float32 products, as Keras's.
+    float32 products, as Keras's, so the scale, ``step_counter`` and the
+    inner step count are Keras's exactly; the parameters are Keras's up to
+    how XLA fuses the inner optimizer's arithmetic (Keras's runs compiled
+    inside ``lax.cond``): bit for bit in the matching mode, else within a few
+    units in the last place.
 
     State: :class:`LossScaleOptimizerState` (``step_counter``,
     ``dynamic_scale``, ``inner_state``).
