@@ -295,6 +295,39 @@ class KerasOptimizer:
         """Returns a copy with some hyperparameters changed."""
         return type(self)(**{**self._config, **changes})
 
+    # --- Keras 3's optimizer variables (jsgd._optimizers.keras_variables) -------
+
+    def keras_variables(
+        self, params: optax.Params, state: optax.OptState, **kwargs: Any
+    ) -> list[np.ndarray]:
+        """Keras 3's ``optimizer.variables`` values from ``state``.
+
+        See :func:`jsgd.keras_variables` (``order=``, ``iterations=``).
+        """
+        from jsgd._optimizers import keras_variables as _kv
+
+        return _kv.keras_variables(self, params, state, **kwargs)
+
+    def state_from_keras(
+        self, params: optax.Params, variables: Any, **kwargs: Any
+    ) -> optax.OptState:
+        """A state from Keras 3's ``optimizer.variables`` (Variables or arrays).
+
+        See :func:`jsgd.state_from_keras_variables` (``order=``).
+        """
+        from jsgd._optimizers import keras_variables as _kv
+
+        return _kv.state_from_keras_variables(self, params, variables, **kwargs)
+
+    def iterations(self, state: optax.OptState, **kwargs: Any) -> jax.Array:
+        """Keras's ``optimizer.iterations`` from ``state``.
+
+        See :func:`jsgd.iterations` (``count=``).
+        """
+        from jsgd._optimizers import keras_variables as _kv
+
+        return _kv.iterations(self, state, **kwargs)
+
     # --- value semantics --------------------------------------------------------
 
     def _key(self) -> tuple[Any, ...]:

@@ -61,7 +61,7 @@ def _sgd_core(
         "accumulator_dtype": _spec.dtype,
         "lazy": _spec.switch,
     },
-    config_keys=("learning_rate", "momentum", "nesterov", "decay"),
+    config_keys=("learning_rate", "momentum", "nesterov"),
     sparse=True,
 )
 def sgd(  # noqa: D417 (the Keras keywords' Args come from KERAS)
