@@ -294,7 +294,7 @@ def test_numpy_bool_switches_round_trip(switch):
 
 def test_sparse_support_is_declared_once_and_listed_in_the_docs():
     sparse_specs = {name for name, spec in SPECS.items() if spec.sparse}
-    assert sparse_specs == {"SGD", "Adagrad"}
+    assert sparse_specs == {"SGD", "Adagrad", "RMSprop", "Adam"}
     for name in sparse_specs:
         assert name in TAKES_INDEXED_SLICES and name.lower() in TAKES_INDEXED_SLICES
     with open("docs/sparse.md") as f:
@@ -302,7 +302,7 @@ def test_sparse_support_is_declared_once_and_listed_in_the_docs():
     for name in TAKES_INDEXED_SLICES:
         assert f"`{name}`" in docs, f"docs/sparse.md does not list {name}"
     g = jsgd.IndexedSlices(jnp.ones((1, 2)), jnp.array([0]), (3, 2))
-    tx = jsgd.adam()
+    tx = jsgd.scale_by_adam()  # without sparse_rows
     with pytest.raises(
         TypeError, match="IndexedSlices.*" + re.escape(", ".join(TAKES_INDEXED_SLICES))
     ):

@@ -630,7 +630,7 @@ def test_apply_updates_is_optax_apply_updates_for_dense_trees():
 
 def test_transforms_without_a_sparse_rule_name_the_leaf():
     params, grads = mixed_problem()
-    for tx in (jsgd.adam(0.1), jsgd.rmsprop(0.1), jsgd.scale_by_adam()):
+    for tx in (jsgd.scale_by_rmsprop(), jsgd.scale_by_adam()):
         with pytest.raises(
             TypeError, match=r"\['embedding'\].*IndexedSlices.*to_dense"
         ):

@@ -267,7 +267,13 @@ def _rmsprop_core(
     accumulator_dtype: Any,
 ) -> Steps:
     steps: Steps = [
-        scale_by_rmsprop(rho, epsilon, centered, accumulator_dtype=accumulator_dtype),
+        scale_by_rmsprop(
+            rho,
+            epsilon,
+            centered,
+            accumulator_dtype=accumulator_dtype,
+            sparse_rows=True,  # only reached by IndexedSlices when lazy
+        ),
         scale_by_learning_rate(learning_rate),
     ]
     if not _validation.is_static_zero(momentum):
@@ -286,8 +292,10 @@ def _rmsprop_core(
         "epsilon": _spec.non_negative,
         "centered": _spec.switch,
         "accumulator_dtype": _spec.dtype,
+        "lazy": _spec.switch,
     },
     config_keys=("learning_rate", "rho", "momentum", "epsilon", "centered"),
+    sparse=True,
 )
 def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     learning_rate: optax.ScalarOrSchedule = 0.001,
@@ -307,6 +315,7 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     loss_scale_factor: jax.typing.ArrayLike | None = None,
     gradient_accumulation_steps: int | None = None,
     accumulator_dtype: Any | None = None,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """RMSprop exactly as ``keras.optimizers.RMSprop``.
 
@@ -325,6 +334,26 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     wrapped in the Keras keywords. State: the chain's, holding a
     :class:`jsgd.RMSpropState` (and a :class:`jsgd.MomentumState`).
 
+    Sparse rows: a gradient leaf may be a :class:`jsgd.IndexedSlices`; its
+    update is then an ``IndexedSlices`` to apply with
+    :func:`jsgd.apply_updates`. ``lazy=True`` is legacy tf.keras's sparse
+    RMSprop (``SparseApplyRMSProp`` / ``SparseApplyCenteredRMSProp``, which
+    its ``_resource_apply_sparse`` calls; with momentum 0 the same kernels
+    at momentum 0): duplicates summed, then on the touched rows ``i`` only::
+
+        ms[i] = rho * ms[i] + (1 - rho) * g[i]**2
+        mg[i] = rho * mg[i] + (1 - rho) * g[i]                    (centered)
+        denom = ms[i] - mg[i]**2 + eps                            (centered)
+        denom = ms[i] + eps                                       (otherwise)
+        mom[i] = momentum * mom[i] + lr_t * g[i] / sqrt(denom)
+        w[i] -= mom[i]
+
+    (each of ``scale_by_rmsprop``, ``scale_by_learning_rate`` and
+    ``momentum_trace`` steps the touched rows; untouched rows keep stale
+    averages and momentum). ``lazy=False`` is Keras 3: the gradient is made
+    dense after the clips, and the step is the dense one bit for bit.
+    Decoupled weight decay follows ``lazy`` (touched rows only when True).
+
     Args:
       learning_rate: a finite number >= 0, a 0-d array or a schedule.
       rho: the averages' decay in [0, 1].
@@ -332,13 +361,19 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       epsilon: added under the square root, >= 0.
       centered: normalize by the variance rather than the second moment.
       accumulator_dtype: dtype of the averages and the momentum buffer.
+      lazy: for :class:`jsgd.IndexedSlices` gradients, the legacy tf.keras
+        sparse rule: only the touched rows' averages, momentum (and
+        decoupled weight decay) change (True); or the dense result (False,
+        Keras 3). See "Sparse rows" above.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
 
     Raises:
-      ValueError: for out-of-range hyperparameters.
-      TypeError: for wrongly typed hyperparameters.
+      ValueError: for out-of-range hyperparameters; ``clipnorm`` together
+        with ``global_clipnorm``.
+      TypeError: for wrongly typed hyperparameters (a non-bool ``centered``
+        or ``lazy`` included).
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -359,7 +394,12 @@ def _adam_core(
     accumulator_dtype: Any,
 ) -> Steps:
     scaler = scale_by_adam(
-        beta_1, beta_2, epsilon, amsgrad, accumulator_dtype=accumulator_dtype
+        beta_1,
+        beta_2,
+        epsilon,
+        amsgrad,
+        accumulator_dtype=accumulator_dtype,
+        sparse_rows=True,  # only reached by IndexedSlices when lazy
     )
     return [scaler, scale_by_learning_rate(learning_rate)]
 
@@ -375,8 +415,10 @@ def _adam_core(
         "epsilon": _spec.non_negative,
         "amsgrad": _spec.switch,
         "accumulator_dtype": _spec.dtype,
+        "lazy": _spec.switch,
     },
     config_keys=("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad"),
+    sparse=True,
 )
 def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     learning_rate: optax.ScalarOrSchedule = 0.001,
@@ -396,6 +438,7 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     loss_scale_factor: jax.typing.ArrayLike | None = None,
     gradient_accumulation_steps: int | None = None,
     accumulator_dtype: Any | None = None,
+    lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Adam exactly as ``keras.optimizers.Adam``.
 
@@ -412,6 +455,24 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     The chain is ``scale_by_adam`` then ``scale_by_learning_rate``, wrapped in
     the Keras keywords. State: the chain's, holding a :class:`jsgd.AdamState`.
 
+    Sparse rows: a gradient leaf may be a :class:`jsgd.IndexedSlices`; its
+    update is then an ``IndexedSlices`` to apply with
+    :func:`jsgd.apply_updates`. ``lazy=True`` is the lazy-Adam rule
+    (``scale_by_adam(sparse_rows=True)``, TensorFlow Addons' ``LazyAdam`` in
+    Keras's form): duplicates summed, then on the touched rows ``i`` only,
+    with ``t`` the global step count (every step counts, touched or not)::
+
+        m[i] = m[i] + (g[i] - m[i]) * (1 - beta_1)
+        v[i] = v[i] + (g[i]**2 - v[i]) * (1 - beta_2)
+        v_hat[i] = max(v_hat[i], v[i])                   (amsgrad; v := v_hat)
+        w[i] -= lr_t * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+                * m[i] / (sqrt(v[i]) + eps)
+
+    Untouched rows keep stale moments and do not move. ``lazy=False`` is
+    Keras 3: the gradient is made dense after the clips, and the step is the
+    dense one bit for bit. Decoupled weight decay follows ``lazy`` (touched
+    rows only when True).
+
     Args:
       learning_rate: a finite number >= 0, a 0-d array or a schedule.
       beta_1: first-moment decay in [0, 1].
@@ -419,13 +480,19 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       epsilon: added to ``sqrt(v)``, >= 0.
       amsgrad: use the running maximum of ``v``.
       accumulator_dtype: dtype of the moments (default: the parameters').
+      lazy: for :class:`jsgd.IndexedSlices` gradients, the lazy-Adam rule:
+        only the touched rows' moments (and decoupled weight decay) change
+        (True); or the dense result (False, Keras 3). See "Sparse rows"
+        above.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
 
     Raises:
-      ValueError: for out-of-range hyperparameters.
-      TypeError: for wrongly typed hyperparameters.
+      ValueError: for out-of-range hyperparameters; ``clipnorm`` together
+        with ``global_clipnorm``.
+      TypeError: for wrongly typed hyperparameters (a non-bool ``amsgrad``
+        or ``lazy`` included).
 
     Examples:
       >>> import jax.numpy as jnp, jsgd

@@ -203,6 +203,7 @@ def scale_by_rmsprop(
     *,
     accumulator_dtype: Any | None = None,
     form: Form = "keras",
+    sparse_rows: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """RMSprop's scaling, in Keras 3's form or torch's.
 
@@ -227,12 +228,30 @@ def scale_by_rmsprop(
     momentum. torch's puts the momentum before the learning rate.
     State: :class:`jsgd.RMSpropState`.
 
+    Row-sparse updates (:class:`jsgd.IndexedSlices`) with ``sparse_rows=True``:
+    duplicate rows are summed, then only the touched rows' averages change
+    and the output is an ``IndexedSlices`` of those rows (untouched rows keep
+    stale averages, where the dense rule decays them). Followed by
+    ``scale_by_learning_rate(lr)`` and a lazy :func:`jsgd.momentum_trace`
+    (or nothing, for momentum 0), the Keras form is then legacy tf.keras's
+    ``SparseApplyRMSProp`` / ``SparseApplyCenteredRMSProp`` kernel on the
+    touched rows ``i``::
+
+        ms[i] = rho * ms[i] + (1 - rho) * g[i]**2
+        mg[i] = rho * mg[i] + (1 - rho) * g[i]                   (centered)
+        mom[i] = momentum * mom[i] + lr * g[i] / sqrt(ms[i] - mg[i]**2 + eps)
+        mom[i] = momentum * mom[i] + lr * g[i] / sqrt(ms[i] + eps)  (otherwise)
+        w[i] -= mom[i]
+
+    Without ``sparse_rows`` an ``IndexedSlices`` update is a TypeError.
+
     Args:
       rho: the averages' decay in [0, 1].
       epsilon: added under the square root, >= 0.
       centered: subtract the squared mean gradient (a variance estimate).
       accumulator_dtype: dtype of the averages (default: the parameters').
       form: ``"keras"`` or ``"torch"`` (above).
+      sparse_rows: step only the touched rows of ``IndexedSlices`` updates.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; updates keep their dtype.
@@ -240,8 +259,9 @@ def scale_by_rmsprop(
     Raises:
       ValueError: for ``rho`` outside [0, 1], a negative ``epsilon`` or an
         unknown ``form``.
-      TypeError: for bool, complex, string or non-scalar hyperparameters, or
-        a non-bool ``centered``.
+      TypeError: for bool, complex, string or non-scalar hyperparameters, a
+        non-bool ``centered`` or ``sparse_rows``, or (at update time) an
+        ``IndexedSlices`` update without ``sparse_rows``.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
@@ -257,6 +277,7 @@ def scale_by_rmsprop(
         "accumulator_dtype", accumulator_dtype
     )
     _check_form(form)
+    _validation.check_bool("sparse_rows", sparse_rows)
 
     def init_fn(params: optax.Params) -> RMSpropState:
         average = _tree.state_like(params, accumulator_dtype) if centered else None
@@ -269,45 +290,47 @@ def scale_by_rmsprop(
         del params, extra_args
         _tree.check_state(state, RMSpropState, "scale_by_rmsprop")
 
-        def moving_average(value_of_g):
-            def update(g, s):
-                dtype = _tree.compute_dtype(g.dtype, s.dtype)
-                r, gain = (
-                    _tree.hyperparameter_as(rho, dtype),
-                    _tree.hyperparameter_as(1 - rho, dtype),
-                )
-                new = r * s.astype(dtype) + gain * value_of_g(g.astype(dtype))
-                return new.astype(s.dtype)
-
-            return update
-
-        def lerp_to(g, s):
-            dtype = _tree.compute_dtype(g.dtype, s.dtype)
-            return _lerp(s.astype(dtype), g.astype(dtype), 1 - rho).astype(s.dtype)
-
-        velocity = _tree.map_state(moving_average(_abs_sq), updates, state.velocity)
-        average = None
-        if centered:
-            mean_step = moving_average(lambda g: g) if form == "keras" else lerp_to
-            average = _tree.map_state(mean_step, updates, state.average_gradient)
-
-        def scaled(g, v, a=None):
+        def leaf(g, v, a=None):
             dtype = _tree.compute_dtype(g.dtype, v.dtype)
-            denominator = v.astype(dtype)
+            g_ = g.astype(dtype)
+            r, gain = (
+                _tree.hyperparameter_as(rho, dtype),
+                _tree.hyperparameter_as(1 - rho, dtype),
+            )
+            new_v = (r * v.astype(dtype) + gain * _abs_sq(g_)).astype(v.dtype)
+            # Scale by the stored (rounded) averages, as Keras does.
+            denominator = new_v.astype(dtype)
+            stored: tuple[jax.Array, ...] = (new_v,)
             if a is not None:
-                denominator = denominator - _abs_sq(a.astype(dtype))
+                if form == "keras":
+                    new_a = r * a.astype(dtype) + gain * g_
+                else:
+                    new_a = _lerp(a.astype(dtype), g_, 1 - rho)
+                new_a = new_a.astype(a.dtype)
+                stored = (new_v, new_a)
+                denominator = denominator - _abs_sq(new_a.astype(dtype))
             eps = _tree.hyperparameter_as(epsilon, dtype)
             if form == "torch":
                 root = jnp.sqrt(denominator) + eps
             else:
                 root = jnp.sqrt(denominator + eps)
-            return (g.astype(dtype) / root).astype(g.dtype)
+            return (g_ / root).astype(g.dtype), stored
 
+        if not sparse_rows:
+            _tree.require_dense(updates)
+
+        def sparse_or_dense(g, *states):
+            if isinstance(g, IndexedSlices):
+                return rows_step(g, states, leaf)
+            return leaf(g, *states)
+
+        states = (state.velocity,)
         if centered:
-            updates = _tree.map_updates(scaled, updates, velocity, average)
-        else:
-            updates = _tree.map_updates(scaled, updates, velocity)
-        return updates, RMSpropState(velocity=velocity, average_gradient=average)
+            states = (*states, state.average_gradient)
+        updates, new = _tree.map_updates_and_states(sparse_or_dense, updates, states)
+        return updates, RMSpropState(
+            velocity=new[0], average_gradient=new[1] if centered else None
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
