@@ -20,6 +20,11 @@ from typing import Any as _Any
 from jsgd import schedules, torch
 from jsgd._optimizers.classes import SGD, Adagrad, Adam, KerasOptimizer, RMSprop
 from jsgd._optimizers.factories import adagrad, adam, rmsprop, sgd
+from jsgd._optimizers.loss_scale_optimizer import (
+    LossScaleOptimizer,
+    LossScaleOptimizerState,
+)
+from jsgd._optimizers.multi_optimizer import MultiOptimizer, MultiOptimizerState
 from jsgd._sparse.apply_updates import apply_updates
 from jsgd._sparse.indexed_slices import IndexedSlices
 from jsgd._sparse.row_grad import value_and_row_grad
@@ -88,7 +93,11 @@ __all__ = [
     "EmaState",
     "IndexedSlices",
     "KerasOptimizer",
+    "LossScaleOptimizer",
+    "LossScaleOptimizerState",
     "MomentumState",
+    "MultiOptimizer",
+    "MultiOptimizerState",
     "RMSprop",
     "RMSpropState",
     "SGD",

@@ -426,6 +426,37 @@ def squared_norm(x: jax.Array | IndexedSlices) -> jax.Array:
     return jnp.sum(x * x)
 
 
+def all_finite(updates: Any) -> jax.Array:
+    """True when no update leaf holds an inf or a NaN (padding rows aside).
+
+    The check of loss scalers (``jsgd.LossScaleOptimizer``,
+    ``jsgd.torch.GradScaler``): ``None`` and integer leaves are skipped, an
+    ``IndexedSlices`` counts by its live values.
+    """
+    finite = jnp.ones([], bool)
+    for leaf in update_leaves(updates):
+        values = live_values(leaf) if isinstance(leaf, IndexedSlices) else leaf
+        if jnp.issubdtype(values.dtype, jnp.inexact):
+            finite = finite & jnp.all(jnp.isfinite(values))
+    return finite
+
+
+def zeroed_where(skip: jax.Array, updates: Any) -> Any:
+    """``updates`` with every value 0 where ``skip`` (``None`` stays ``None``)."""
+
+    def leaf(u: Any) -> Any:
+        if u is None:
+            return None
+        u = as_leaf_array(u)
+        if isinstance(u, IndexedSlices):
+            return u.replace_values(
+                jnp.where(skip, jnp.zeros((), u.values.dtype), u.values)
+            )
+        return jnp.where(skip, jnp.zeros((), u.dtype), u)
+
+    return jax.tree.map(leaf, updates, is_leaf=is_update_leaf)
+
+
 def zero_count() -> jax.Array:
     """A fresh int32 step counter."""
     return jnp.zeros([], jnp.int32)

@@ -21,7 +21,6 @@ from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
 from jsgd._optimizers import multi_optimizer as _multi
 from jsgd._optimizers.classes import KerasOptimizer
-from jsgd._sparse.indexed_slices import IndexedSlices, live_values
 
 __all__ = ["LossScaleOptimizer", "LossScaleOptimizerState"]
 
@@ -43,36 +42,6 @@ class LossScaleOptimizerState(NamedTuple):
     step_counter: jax.Array
     dynamic_scale: jax.Array
     inner_state: Any
-
-
-# These two are the same rules as jsgd.torch.GradScaler's private
-# ``_all_finite`` and ``_zeroed`` (torch_grad_scaler.py), written once here.
-
-
-def _all_finite(updates: Any) -> jax.Array:
-    """True when no update leaf holds an inf or a NaN (None leaves skipped)."""
-    finite = jnp.ones([], bool)
-    for leaf in _tree.update_leaves(updates):
-        values = live_values(leaf) if isinstance(leaf, IndexedSlices) else leaf
-        if jnp.issubdtype(values.dtype, jnp.inexact):
-            finite = finite & jnp.all(jnp.isfinite(values))
-    return finite
-
-
-def _zeroed(skip: jax.Array, updates: Any) -> Any:
-    """``updates`` with every value 0 where ``skip`` (None stays None)."""
-
-    def leaf(u: Any) -> Any:
-        if u is None:
-            return None
-        u = _tree.as_leaf_array(u)
-        if isinstance(u, IndexedSlices):
-            return u.replace_values(
-                jnp.where(skip, jnp.zeros((), u.values.dtype), u.values)
-            )
-        return jnp.where(skip, jnp.zeros((), u.dtype), u)
-
-    return jax.tree.map(leaf, updates, is_leaf=_tree.is_update_leaf)
 
 
 def _unscaled(g: jax.Array, scale: jax.Array) -> jax.Array:
@@ -164,7 +133,7 @@ class LossScaleOptimizer:
 
     Examples:
       >>> import jax, jax.numpy as jnp, optax, jsgd
-      >>> from jsgd._optimizers.loss_scale_optimizer import LossScaleOptimizer
+      >>> from jsgd import LossScaleOptimizer
       >>> opt = LossScaleOptimizer(jsgd.SGD(learning_rate=0.1),
       ...                          initial_scale=8.0, dynamic_growth_steps=2)
       >>> params = jnp.array([1.0, 2.0])
@@ -300,13 +269,13 @@ class LossScaleOptimizer:
         _tree.check_state(state, LossScaleOptimizerState, _OWNER)
         inner = optax.with_extra_args_support(self._inner)
         scale = state.dynamic_scale
-        finite = _all_finite(updates)
+        finite = _tree.all_finite(updates)
         unscaled = _tree.map_updates(lambda g: _unscaled(g, scale), updates)
         new_updates, inner_state = inner.update(
             unscaled, state.inner_state, params, **extra_args
         )
         skip = jnp.logical_not(finite)
-        new_updates = _zeroed(skip, new_updates)
+        new_updates = _tree.zeroed_where(skip, new_updates)
         inner_state = jax.tree.map(
             lambda new, old: jnp.where(finite, new, old), inner_state, state.inner_state
         )

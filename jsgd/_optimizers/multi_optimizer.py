@@ -166,7 +166,7 @@ class MultiOptimizer:
 
     Examples:
       >>> import jax, jax.numpy as jnp, jsgd
-      >>> from jsgd._optimizers.multi_optimizer import MultiOptimizer
+      >>> from jsgd import MultiOptimizer
       >>> opt = MultiOptimizer(
       ...     {"encoder/.*": jsgd.Adam(learning_rate=0.1), "head/bias": jsgd.SGD(1.0)},
       ...     default_optimizer=jsgd.SGD(learning_rate=0.5),

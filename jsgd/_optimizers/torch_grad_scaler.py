@@ -32,7 +32,6 @@ from jax import lax
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
 from jsgd._optimizers.torch_family import OptimizerState
-from jsgd._sparse.indexed_slices import IndexedSlices, live_values
 
 __all__ = ["GradScaler", "GradScalerState"]
 
@@ -239,16 +238,6 @@ def _unscaled(values: jax.Array, big: jax.Array, small: jax.Array) -> jax.Array:
     return values * (big.astype(wide) * small.astype(wide))
 
 
-def _all_finite(updates: Any) -> jax.Array:
-    """True when no update leaf holds an inf or a NaN (padding rows aside)."""
-    finite = jnp.ones([], bool)
-    for leaf in _tree.update_leaves(updates):
-        values = live_values(leaf) if isinstance(leaf, IndexedSlices) else leaf
-        if jnp.issubdtype(values.dtype, jnp.inexact):
-            finite = finite & jnp.all(jnp.isfinite(values))
-    return finite
-
-
 def _refuse_float16(updates: Any) -> None:
     """Raises torch's ValueError for float16 gradients (``allow_fp16=False``)."""
     for path, u in jax.tree_util.tree_flatten_with_path(
@@ -267,22 +256,6 @@ def _refuse_float16(updates: Any) -> None:
 
 
 # --- skipping a step ---------------------------------------------------------
-
-
-def _zeroed(found_inf: jax.Array, updates: Any) -> Any:
-    """``updates``, every value 0 where ``found_inf`` (None stays None)."""
-
-    def leaf(u: Any) -> Any:
-        if u is None:
-            return None
-        u = _tree.as_leaf_array(u)
-        if isinstance(u, IndexedSlices):
-            return u.replace_values(
-                jnp.where(found_inf, jnp.zeros((), u.values.dtype), u.values)
-            )
-        return jnp.where(found_inf, jnp.zeros((), u.dtype), u)
-
-    return jax.tree.map(leaf, updates, is_leaf=_tree.is_update_leaf)
 
 
 def _is_optimizer_state(x: Any) -> bool:
@@ -659,11 +632,11 @@ class GradScaler:
             _refuse_float16(updates)
             big, small = _multiplier(state.scale)
             unscaled = _tree.map_updates(lambda g: _unscaled(g, big, small), updates)
-            found_inf = jnp.logical_not(_all_finite(updates))
+            found_inf = jnp.logical_not(_tree.all_finite(updates))
             new_updates, inner_state = inner.update(
                 unscaled, state.inner_state, params, **extra_args
             )
-            new_updates = _zeroed(found_inf, new_updates)
+            new_updates = _tree.zeroed_where(found_inf, new_updates)
             inner_state = _skipped_state(found_inf, inner_state, state.inner_state)
             scale, growth_tracker = _update_scale(
                 state.scale, state.growth_tracker, found_inf, *factors
