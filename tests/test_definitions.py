@@ -24,6 +24,7 @@ from jsgd._optimizers import spec as _spec
 from jsgd._optimizers.classes import KerasOptimizer
 from jsgd._optimizers.keras_keywords import KERAS
 from jsgd._sparse.indexed_slices import TAKES_INDEXED_SLICES
+from jsgd._transforms.weight_decay import check_patterns
 
 # The Keras family's specs (tests/test_torch_definitions.py checks torch's).
 SPECS = {n: s for n, s in _spec.REGISTRY.items() if s.family is KERAS}
@@ -129,6 +130,22 @@ BAD_VALUES = {
         (2.5, "2.5", _integer(1, True)),
         (True, "True", _integer(1, True)),
     ],
+    "patterns": [
+        (
+            "bias",
+            "'bias'",
+            lambda name, shown: (
+                TypeError,
+                f"`{name}` must be None or a tuple of str (regular expressions). "
+                f"Received: {name}={shown}",
+            ),
+        ),
+        (
+            ("(",),
+            None,
+            lambda name, shown: (ValueError, f"`{name}` must hold valid regular"),
+        ),
+    ],
     "integer>=2": [
         (1, "1", _integer(2, False)),
         (2.5, "2.5", _integer(2, False)),
@@ -142,6 +159,7 @@ _NAMED_CHECKS = {
     _spec.positive: "positive",
     _spec.switch: "switch",
     _spec.dtype: "dtype",
+    check_patterns: "patterns",
 }
 
 

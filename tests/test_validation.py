@@ -607,7 +607,8 @@ TYPE_ERRORS = [
         _exact(
             "SGD got unknown keyword argument(s): ['bar', 'foo']. Valid keywords: "
             "['name', 'learning_rate', 'momentum', 'nesterov', 'clipvalue', "
-            "'clipnorm', 'global_clipnorm', 'decay', 'weight_decay', 'use_ema', "
+            "'clipnorm', 'global_clipnorm', 'decay', 'weight_decay', "
+            "'weight_decay_exclude', 'weight_decay_exclude_by_path', 'use_ema', "
             "'ema_momentum', 'ema_overwrite_frequency', 'loss_scale_factor', "
             "'gradient_accumulation_steps', 'dampening', 'lr_in_velocity', "
             "'accumulator_dtype', 'lazy']"

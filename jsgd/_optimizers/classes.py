@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,6 +36,10 @@ def _serializable(name: str, value: Any) -> Any:
     """A hyperparameter as a JSON value, or a TypeError saying why it isn't one."""
     if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, tuple):
+        if all(isinstance(v, str) for v in value):
+            return list(value)  # weight_decay_exclude's patterns
+        raise TypeError(f"`{name}` cannot be serialized. Received: {name}={value!r}")
     if isinstance(value, schedules.LearningRateSchedule):
         return schedules.serialize(value)
     if isinstance(value, numbers.Integral):
@@ -287,6 +292,8 @@ class KerasOptimizer:
         ``jsgd.schedules`` object; other Keras keys are accepted by name.
         """
         config = dict(config)
+        if isinstance(config.get("weight_decay_exclude"), list):
+            config["weight_decay_exclude"] = tuple(config["weight_decay_exclude"])
         if isinstance(config.get("learning_rate"), dict):
             config["learning_rate"] = schedules.deserialize(config["learning_rate"])
         return cls(**config)
@@ -294,6 +301,61 @@ class KerasOptimizer:
     def replace(self, **changes: Any):
         """Returns a copy with some hyperparameters changed."""
         return type(self)(**{**self._config, **changes})
+
+    def exclude_from_weight_decay(
+        self,
+        var_list: Any = None,
+        var_names: Any = None,
+        *,
+        by_path: bool | None = None,
+    ):
+        """A copy whose decoupled weight decay skips some leaves (Keras 3's).
+
+        Keras's ``exclude_from_weight_decay(var_list, var_names)`` made
+        immutable: this returns a new optimizer (the same otherwise) and, as
+        in Keras, replaces any earlier exclusion. A leaf is excluded when
+        ``re.search("|".join(var_names), name)`` matches its name: the last
+        key of its path (``"bias"`` in ``{"dense": {"bias": w}}``), or with
+        ``by_path=True`` the path joined with ``"/"`` (``"dense/bias"``).
+        Keras variables mean nothing for pytrees: ``var_list`` is a list of
+        such "/"-joined paths, each excluded exactly (it implies
+        ``by_path=True``). Sets ``weight_decay_exclude`` and
+        ``weight_decay_exclude_by_path`` (in ``get_config``).
+
+        Raises:
+          TypeError: for a ``var_list`` or ``var_names`` that is not a list
+            (or tuple) of str, e.g. Keras variables.
+          ValueError: for an invalid regular expression, or ``var_list``
+            with ``by_path=False``.
+        """
+        patterns: list[str] = []
+        for argument, value in (("var_list", var_list), ("var_names", var_names)):
+            if value is None:
+                continue
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise TypeError(
+                    f"`{argument}` must be a list of str"
+                    + (
+                        " (paths such as 'dense/bias': Keras variables have no "
+                        "meaning for JAX pytrees)"
+                        if argument == "var_list"
+                        else ""
+                    )
+                    + f". Received: {argument}={value!r}"
+                )
+        if var_list:
+            if by_path is False:
+                raise ValueError(
+                    "`var_list` holds paths: it needs by_path=True (or None)."
+                )
+            by_path = True
+            patterns += [f"^{re.escape(p)}$" for p in var_list]
+        if var_names:
+            patterns += list(var_names)
+        return self.replace(
+            weight_decay_exclude=tuple(patterns) or None,
+            weight_decay_exclude_by_path=bool(by_path),
+        )
 
     # --- Keras 3's optimizer variables (jsgd._optimizers.keras_variables) -------
 

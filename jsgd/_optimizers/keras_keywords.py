@@ -3,10 +3,12 @@
 :data:`KERAS` is the family every Keras-style optimizer (``sgd``, ``adagrad``,
 ``rmsprop``, ``adam`` and their classes) belongs to: the keywords
 ``clipvalue``, ``clipnorm``, ``global_clipnorm``, the legacy ``decay``,
-``weight_decay``, ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
-``loss_scale_factor`` and ``gradient_accumulation_steps`` with their defaults,
-checks and docs, and :func:`keras_chain`, which wraps an optimizer's core
-with them in Keras's order.
+``weight_decay`` (with ``weight_decay_exclude`` and
+``weight_decay_exclude_by_path``), ``use_ema``, ``ema_momentum``,
+``ema_overwrite_frequency``, ``loss_scale_factor`` and
+``gradient_accumulation_steps`` with their defaults, checks and docs, and
+:func:`keras_chain`, which wraps an optimizer's core with them in Keras's
+order.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from jsgd._transforms.accumulation import accumulate_gradients
 from jsgd._transforms.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from jsgd._transforms.ema import with_ema
 from jsgd._transforms.learning_rate import inverse_time_decay
-from jsgd._transforms.weight_decay import decoupled_weight_decay
+from jsgd._transforms.weight_decay import (
+    check_patterns,
+    decoupled_weight_decay,
+    weight_decay_mask,
+)
 
 
 def _at_last_micro_step(schedule: optax.Schedule, steps: int) -> optax.Schedule:
@@ -138,7 +144,13 @@ def keras_chain(
     steps += core
     weight_decay = kw["weight_decay"]
     if weight_decay is not None and not _validation.is_static_zero(weight_decay):
-        steps.append(decoupled_weight_decay(weight_decay, lr_t))
+        patterns = kw["weight_decay_exclude"]
+        mask = None
+        if patterns:
+            mask = weight_decay_mask(
+                patterns, by_path=kw["weight_decay_exclude_by_path"]
+            )
+        steps.append(decoupled_weight_decay(weight_decay, lr_t, mask=mask))
     transformation = checked_chain(*steps)
 
     accumulation = kw["gradient_accumulation_steps"]
@@ -194,6 +206,24 @@ KERAS = _spec.Family(
             _spec.NoneOr(_spec.non_negative),
             "Keras 3's decoupled weight decay, ``w -= lr_t * weight_decay * w`` "
             "before the update, outside clipping and momentum.",
+        ),
+        _spec.Keyword(
+            "weight_decay_exclude",
+            None,
+            _spec.NoneOr(check_patterns),
+            "a tuple of regular expressions: ``weight_decay`` skips every leaf "
+            "whose name they match (``re.search`` of the patterns joined by "
+            '``"|"``, as Keras 3\'s ``exclude_from_weight_decay(var_names=...)``). '
+            'A leaf\'s name is the last key of its path (``"bias"`` in '
+            '``{"dense": {"bias": w}}``; a ``flax.nnx`` trailing ``.value`` '
+            "dropped).",
+        ),
+        _spec.Keyword(
+            "weight_decay_exclude_by_path",
+            False,
+            _spec.switch,
+            "match ``weight_decay_exclude`` against the whole path joined with "
+            '``"/"`` (``"dense/bias"``) instead of the last key.',
         ),
         _spec.Keyword(
             "use_ema",

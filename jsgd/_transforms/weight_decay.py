@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from typing import Any
+
 import jax
+import numpy as np
 import optax
 
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
+from jsgd._optimizers.torch_groups import path_string
 from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
 from jsgd._sparse.rows import with_param_rows
 from jsgd._transforms import learning_rate as _learning_rate
@@ -19,8 +25,11 @@ def _decay_leaf(u: jax.Array, w: jax.Array, coefficient) -> jax.Array:
     return _tree.cast(_tree.cast(u, dtype) + decayed, u.dtype)
 
 
-def _decay(updates, params, coefficient, lazy: bool):
-    """``u + w * coefficient`` per leaf; rows only, for lazy ``IndexedSlices``."""
+def _decay(updates, params, coefficient, lazy: bool, mask: Any = None):
+    """``u + w * coefficient`` per leaf; rows only, for lazy ``IndexedSlices``.
+
+    Leaves whose ``mask`` flag is False are left as they are.
+    """
     _tree.require_params(params)
     coefficient = _tree.scalar_cache(coefficient)
 
@@ -32,12 +41,38 @@ def _decay(updates, params, coefficient, lazy: bool):
             return with_param_rows(u, w, dense)
         return dense(u.to_dense(), w)
 
-    return _tree.map_updates(dense, updates, params, what="params", sparse=sparse)
+    if mask is None:
+        return _tree.map_updates(dense, updates, params, what="params", sparse=sparse)
+    _tree.check_matching(updates, params, "params")
+    treedef = jax.tree.structure(updates, is_leaf=_tree.is_update_leaf)
+    tree = mask(params) if callable(mask) else mask
+    try:
+        flags = treedef.flatten_up_to(tree)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"jsgd: the weight-decay mask must be a tree like the parameters: {error}"
+        ) from None
+    for flag in flags:
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(
+                "jsgd: a weight-decay mask's leaves must be Python bools. "
+                f"Received: {flag!r}"
+            )
+    leaves = [
+        _tree.map_updates(dense, u, w, what="params", sparse=sparse) if flag else u
+        for u, w, flag in zip(
+            treedef.flatten_up_to(updates),
+            treedef.flatten_up_to(params),
+            flags,
+            strict=True,
+        )
+    ]
+    return treedef.unflatten(leaves)
 
 
 @takes_indexed_slices
 def add_decayed_weights(
-    weight_decay: jax.typing.ArrayLike, *, lazy: bool = True
+    weight_decay: jax.typing.ArrayLike, *, lazy: bool = True, mask: Any = None
 ) -> optax.GradientTransformationExtraArgs:
     """Coupled weight decay: adds ``wd * w`` to the gradient (L2 regularization).
 
@@ -56,6 +91,11 @@ def add_decayed_weights(
       weight_decay: the coefficient ``wd``, a finite number >= 0 (may be traced).
       lazy: for ``IndexedSlices`` updates, decay only touched rows (True) or
         every row (False).
+      mask: which leaves decay: a tree like the parameters of Python bools
+        (False: no decay), or a callable ``params -> such a tree`` (as
+        ``optax.masked``'s); ``None``: every leaf. The Keras optimizers'
+        ``weight_decay_exclude`` builds one from name patterns
+        (:func:`jsgd.weight_decay_mask`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
@@ -78,7 +118,11 @@ def add_decayed_weights(
 
     def decay(updates: optax.Updates, params: optax.Params) -> optax.Updates:
         return _decay(
-            updates, params, lambda d: _tree.hyperparameter_as(weight_decay, d), lazy
+            updates,
+            params,
+            lambda d: _tree.hyperparameter_as(weight_decay, d),
+            lazy,
+            mask,
         )
 
     return _tree.stateless_transform(decay, "add_decayed_weights")
@@ -90,6 +134,7 @@ def decoupled_weight_decay(
     learning_rate: optax.ScalarOrSchedule,
     *,
     lazy: bool = True,
+    mask: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Decoupled weight decay, Keras 3's ``weight_decay``.
 
@@ -113,6 +158,11 @@ def decoupled_weight_decay(
         as the optimizer's.
       lazy: for ``IndexedSlices`` updates, decay only touched rows (True) or
         every row (False).
+      mask: which leaves decay: a tree like the parameters of Python bools
+        (False: no decay), or a callable ``params -> such a tree`` (as
+        ``optax.masked``'s); ``None``: every leaf. The Keras optimizers'
+        ``weight_decay_exclude`` builds one from name patterns
+        (:func:`jsgd.weight_decay_mask`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` whose ``update`` needs
@@ -141,8 +191,72 @@ def decoupled_weight_decay(
                 * _tree.hyperparameter_as(lr, dtype)
             )
 
-        return _decay(updates, params, minus_lr_wd, lazy)
+        return _decay(updates, params, minus_lr_wd, lazy, mask)
 
     return _learning_rate.learning_rate_transform(
         learning_rate, apply, "decoupled_weight_decay"
     )
+
+
+def check_patterns(name: str, patterns: Any) -> None:
+    """Raises unless ``patterns`` is a tuple of valid regular expressions."""
+    if not isinstance(patterns, tuple) or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(
+            f"`{name}` must be None or a tuple of str (regular expressions). "
+            f"Received: {name}={patterns!r}"
+        )
+    try:
+        re.compile("|".join(patterns))
+    except re.error as error:
+        raise ValueError(
+            f"`{name}` must hold valid regular expressions ({error}). "
+            f"Received: {name}={patterns!r}"
+        ) from None
+
+
+def weight_decay_mask(
+    patterns: tuple[str, ...], *, by_path: bool = False
+) -> Callable[[Any], Any]:
+    """A weight-decay mask excluding the leaves whose name matches a pattern.
+
+    Keras 3's ``exclude_from_weight_decay(var_names=...)``: a leaf is excluded
+    when ``re.search("|".join(patterns), name)`` finds a match. A leaf's name
+    is the last key of its path (``{"dense": {"bias": w}}``: ``"bias"``; a
+    ``flax.nnx`` Variable's trailing ``.value`` dropped), or with
+    ``by_path=True`` the whole path joined with ``"/"`` (``"dense/bias"``).
+
+    Args:
+      patterns: regular expressions (``re.search`` semantics).
+      by_path: match the "/"-joined path instead of the last key.
+
+    Returns:
+      ``params -> tree of bools`` (True: decays), for the ``mask`` argument
+      of :func:`jsgd.decoupled_weight_decay` or :func:`jsgd.add_decayed_weights`.
+
+    Raises:
+      TypeError: if ``patterns`` is not a tuple of str or ``by_path`` not a bool.
+      ValueError: for an invalid regular expression.
+
+    Examples:
+      >>> import jax.numpy as jnp, jsgd
+      >>> from jsgd._transforms.weight_decay import weight_decay_mask
+      >>> params = {"dense": {"kernel": jnp.ones(2), "bias": jnp.ones(2)}}
+      >>> weight_decay_mask(("bias",))(params)
+      {'dense': {'bias': False, 'kernel': True}}
+    """
+    check_patterns("patterns", patterns)
+    _validation.check_bool("by_path", by_path)
+    pattern = re.compile("|".join(patterns)) if patterns else None
+
+    def mask(params: Any) -> Any:
+        def decays(path: Any, _leaf: Any) -> bool:
+            if pattern is None:
+                return True
+            name = path_string(path)
+            if not by_path:
+                name = name.rsplit("/", 1)[-1]
+            return pattern.search(name) is None
+
+        return jax.tree_util.tree_map_with_path(decays, params)
+
+    return mask
