@@ -20,6 +20,11 @@ from typing import Any as _Any
 from jsgd import schedules, torch
 from jsgd._optimizers.classes import SGD, Adagrad, Adam, KerasOptimizer, RMSprop
 from jsgd._optimizers.factories import adagrad, adam, rmsprop, sgd
+from jsgd._optimizers.keras_variables import (
+    keras_iterations,
+    keras_variables,
+    state_from_keras_variables,
+)
 from jsgd._optimizers.loss_scale_optimizer import (
     LossScaleOptimizer,
     LossScaleOptimizerState,
@@ -70,6 +75,8 @@ __all__ = [
     "decoupled_weight_decay",
     "global_norm",
     "inverse_time_decay",
+    "keras_iterations",
+    "keras_variables",
     "make_train_step",
     "momentum_trace",
     "nesterov_trace",
@@ -80,6 +87,7 @@ __all__ = [
     "scale_by_rmsprop",
     "schedules",
     "sgd",
+    "state_from_keras_variables",
     "sweep",
     "torch",
     "value_and_row_grad",

@@ -143,9 +143,9 @@ def test_keras_to_jsgd_and_on(name, kw, schedule):
     steps = kw.get("gradient_accumulation_steps", 1)
     assert int(theirs.iterations) == K // steps
     try:
-        assert int(kv.iterations(mine, state)) == K // steps
+        assert int(kv.keras_iterations(mine, state)) == K // steps
     except ValueError:
-        assert int(kv.iterations(mine, state, count=K)) == K // steps
+        assert int(kv.keras_iterations(mine, state, count=K)) == K // steps
 
     _keras_steps(theirs, variables, K, K)
     params, state = _jsgd_steps(mine, params, state, K, K)
@@ -211,11 +211,11 @@ def test_iterations_of_every_state():
     state = counted.init(params)
     for _ in range(4):
         _, state = counted.update(jnp.ones(2), state, params)
-    assert int(kv.iterations(counted, state)) == 4
+    assert int(kv.keras_iterations(counted, state)) == 4
     plain = jsgd.SGD(0.1)  # constant lr, no momentum: the state keeps no count
     with pytest.raises(ValueError, match="count="):
-        kv.iterations(plain, plain.init(params))
-    assert int(kv.iterations(plain, plain.init(params), count=7)) == 7
+        kv.keras_iterations(plain, plain.init(params))
+    assert int(kv.keras_iterations(plain, plain.init(params), count=7)) == 7
     accumulating = jsgd.Adagrad(0.1, gradient_accumulation_steps=2)
     state = accumulating.init(params)
     for _ in range(5):

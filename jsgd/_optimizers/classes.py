@@ -384,11 +384,11 @@ class KerasOptimizer:
     def iterations(self, state: optax.OptState, **kwargs: Any) -> jax.Array:
         """Keras's ``optimizer.iterations`` from ``state``.
 
-        See :func:`jsgd.iterations` (``count=``).
+        See :func:`jsgd.keras_iterations` (``count=``).
         """
         from jsgd._optimizers import keras_variables as _kv
 
-        return _kv.iterations(self, state, **kwargs)
+        return _kv.keras_iterations(self, state, **kwargs)
 
     # --- value semantics --------------------------------------------------------
 

@@ -141,7 +141,7 @@ def _micro_steps(optimizer: Any, state: optax.OptState) -> jax.Array | None:
     return None
 
 
-def iterations(
+def keras_iterations(
     optimizer: Any, state: optax.OptState, *, count: Any | None = None
 ) -> jax.Array:
     """Keras's ``optimizer.iterations`` (real steps) from a jsgd state.
@@ -164,6 +164,15 @@ def iterations(
     Raises:
       ValueError: if the state keeps no count and ``count`` is not given.
       TypeError: for another optimizer's state.
+
+    Examples:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.SGD(0.1, momentum=0.9)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = opt.init(params)
+      >>> _, state = opt.update({"w": jnp.ones(2)}, state, params)
+      >>> int(jsgd.keras_iterations(opt, state))
+      1
     """
     micro = _micro_steps(optimizer, state)
     if micro is None:
@@ -296,6 +305,16 @@ def keras_variables(
     Raises:
       ValueError: for a non-Keras rule, a missing count or a bad ``order``.
       TypeError: for another optimizer's state.
+
+    Examples:
+      >>> import jax.numpy as jnp, jsgd
+      >>> opt = jsgd.SGD(0.1, momentum=0.9)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = opt.init(params)
+      >>> _, state = opt.update({"w": jnp.ones(2)}, state, params)
+      >>> iteration, lr, velocity = jsgd.keras_variables(opt, params, state)
+      >>> int(iteration), float(lr), velocity  # Keras's momentum slot: -lr * g
+      (1, 0.10000000149011612, array([-0.1, -0.1], dtype=float32))
     """
     config = _config(optimizer)
     _check_keras_rule(optimizer)
@@ -359,6 +378,15 @@ def state_from_keras_variables(
     Raises:
       ValueError: for a non-Keras rule, a list of another length or shapes,
         or a ``learning_rate`` variable that is not the optimizer's.
+
+    Examples:
+      >>> import jax.numpy as jnp, numpy as np, jsgd
+      >>> opt = jsgd.SGD(0.1, momentum=0.9)
+      >>> params = {"w": jnp.ones(2)}
+      >>> saved = [np.int64(3), np.float32(0.1), np.array([-0.1, -0.2], np.float32)]
+      >>> state = jsgd.state_from_keras_variables(opt, params, saved)
+      >>> int(jsgd.keras_iterations(opt, state))
+      3
     """
     config = _config(optimizer)
     _check_keras_rule(optimizer)
