@@ -35,8 +35,7 @@ def path_string(path: Sequence[Any]) -> str:
     a selector sees ``"fc/bias"`` under ``nnx.Optimizer`` too.
     """
     path = list(path)
-    last = path[-1] if path else None
-    if isinstance(last, jax.tree_util.GetAttrKey) and last.name == "value":
+    if path and getattr(path[-1], "name", None) == "value":  # nnx's GetAttrKey
         path = path[:-1]
     parts = []
     for key in path:
