@@ -58,7 +58,11 @@ from jsgd._transforms.learning_rate import (
     scale_by_learning_rate,
 )
 from jsgd._transforms.momentum import MomentumState, momentum_trace, nesterov_trace
-from jsgd._transforms.weight_decay import add_decayed_weights, decoupled_weight_decay
+from jsgd._transforms.weight_decay import (
+    add_decayed_weights,
+    decoupled_weight_decay,
+    weight_decay_mask,
+)
 
 __version__ = "0.1.0"
 
@@ -91,6 +95,7 @@ __all__ = [
     "sweep",
     "torch",
     "value_and_row_grad",
+    "weight_decay_mask",
     "with_ema",
     "zero1_shardings",
     "AccumulateGradientsState",

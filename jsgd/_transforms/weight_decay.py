@@ -239,7 +239,7 @@ def weight_decay_mask(
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> from jsgd._transforms.weight_decay import weight_decay_mask
+      >>> from jsgd import weight_decay_mask
       >>> params = {"dense": {"kernel": jnp.ones(2), "bias": jnp.ones(2)}}
       >>> weight_decay_mask(("bias",))(params)
       {'dense': {'bias': False, 'kernel': True}}
