@@ -22,9 +22,13 @@ NOT_TRANSFORMS = {
     "averaged_params",
     "global_norm",
     "inverse_time_decay",
+    "keras_iterations",
+    "keras_variables",
     "make_train_step",
+    "state_from_keras_variables",
     "sweep",
     "value_and_row_grad",
+    "weight_decay_mask",
     "zero1_shardings",
 }
 

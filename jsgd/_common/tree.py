@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -200,6 +200,30 @@ def _not_sparse_aware(path: Any) -> TypeError:
         f"transform does not take. jsgd's {', '.join(TAKES_INDEXED_SLICES)} "
         "do; for others, pass IndexedSlices.to_dense()."
     )
+
+
+def path_string(path: Sequence[Any]) -> str:
+    """A key path as torch-style names joined with ``"/"``: ``"encoder/0/bias"``.
+
+    A last ``.value`` attribute (a ``flax.nnx`` Variable's) is dropped, so that
+    a selector sees ``"fc/bias"`` under ``nnx.Optimizer`` too.
+    """
+    path = list(path)
+    if path and getattr(path[-1], "name", None) == "value":  # nnx's GetAttrKey
+        path = path[:-1]
+    parts = []
+    for key in path:
+        if isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jax.tree_util.GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
+            parts.append(str(key.key))
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
 
 
 def require_dense(updates: Any) -> None:

@@ -2,7 +2,7 @@
 
 :class:`MultiOptimizer` maps every leaf of the parameter tree to one of its
 optimizers by the leaf's path (the keys from the root joined with ``"/"``,
-:func:`jsgd._optimizers.torch_groups.path_string`'s spelling) with Keras's
+:func:`jsgd._common.tree.path_string`'s spelling) with Keras's
 ``OptimizerMap`` rule, and steps each optimizer on its own leaves through
 ``optax.multi_transform``. It also holds the serialization helpers shared with
 :class:`jsgd._optimizers.loss_scale_optimizer.LossScaleOptimizer`.
@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from jsgd._common import tree as _tree
+from jsgd._common.tree import path_string
 from jsgd._optimizers.classes import SGD, Adagrad, Adam, KerasOptimizer, RMSprop
-from jsgd._optimizers.torch_groups import path_string
 
 __all__ = ["MultiOptimizer", "MultiOptimizerState"]
 

@@ -24,32 +24,9 @@ from typing import Any, cast
 import jax
 
 from jsgd._common import tree as _tree
+from jsgd._common.tree import path_string
 
 Selector = str | Sequence[str] | Callable[[str, Any], bool]
-
-
-def path_string(path: Sequence[Any]) -> str:
-    """A key path as torch-style names joined with ``"/"``: ``"encoder/0/bias"``.
-
-    A last ``.value`` attribute (a ``flax.nnx`` Variable's) is dropped, so that
-    a selector sees ``"fc/bias"`` under ``nnx.Optimizer`` too.
-    """
-    path = list(path)
-    if path and getattr(path[-1], "name", None) == "value":  # nnx's GetAttrKey
-        path = path[:-1]
-    parts = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey):
-            parts.append(str(key.key))
-        elif isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
-            parts.append(str(key.key))
-        else:
-            parts.append(str(key))
-    return "/".join(parts)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ jsgd in the middle, either way.
 
 Parameters are numbered as torch numbers them: parameter ``i`` is the
 ``i``-th path of ``order`` (paths as
-:func:`jsgd._optimizers.torch_groups.path_string` writes them,
+:func:`jsgd._common.tree.path_string` writes them,
 ``"encoder/0/bias"``), by default the order of ``jax.tree.leaves(params)``.
 torch numbers its parameters group after group, in each group's order
 (``state_dict()``'s ``pack_group``), so for a torch optimizer built from

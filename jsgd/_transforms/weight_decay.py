@@ -12,7 +12,7 @@ import optax
 
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
-from jsgd._optimizers.torch_groups import path_string
+from jsgd._common.tree import path_string
 from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
 from jsgd._sparse.rows import with_param_rows
 from jsgd._transforms import learning_rate as _learning_rate
