@@ -132,7 +132,7 @@ class LambdaLR(Scheduler):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.LambdaLR(lambda epoch: 1 / (1 + epoch))
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"].T[0])
       [0.1        0.05       0.03333334 0.025     ]
     """
 
@@ -185,7 +185,7 @@ class MultiplicativeLR(Scheduler):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.MultiplicativeLR(lambda epoch: 0.5)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"].T[0])
       [0.1    0.05   0.025  0.0125]
     """
 
@@ -242,7 +242,7 @@ class StepLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.StepLR(step_size=2, gamma=0.5)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"].T[0])
       [0.1   0.1   0.05  0.05  0.025]
     """
 
@@ -281,7 +281,7 @@ class MultiStepLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.MultiStepLR(milestones=[1, 3, 3], gamma=0.5)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"].T[0])
       [0.1    0.05   0.05   0.0125 0.0125]
     """
 
@@ -344,7 +344,7 @@ class ConstantLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.ConstantLR(factor=0.5, total_iters=2)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"].T[0])
       [0.05 0.05 0.1  0.1 ]
     """
 
@@ -408,7 +408,7 @@ class LinearLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.LinearLR(start_factor=0.25, total_iters=3)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"].T[0])
       [0.025 0.05  0.075 0.1   0.1  ]
     """
 
@@ -473,7 +473,7 @@ class ExponentialLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.ExponentialLR(gamma=0.5)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 3)["lr"].T[0])
       [0.1    0.05   0.025  0.0125]
     """
 
@@ -508,7 +508,7 @@ class PolynomialLR(_Anchored):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.PolynomialLR(total_iters=4, power=2.0)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.16]}, 5)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.16]}, 5)["lr"].T[0])
       [0.16 0.09 0.04 0.01 0.   0.  ]
     """
 
@@ -581,7 +581,7 @@ class CosineAnnealingLR(Scheduler):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.CosineAnnealingLR(T_max=2)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"].T[0])
       [0.1  0.05 0.   0.05 0.1 ]
     """
 
@@ -654,7 +654,7 @@ class CosineAnnealingWarmRestarts(Scheduler):
     Example:
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.CosineAnnealingWarmRestarts(T_0=2, T_mult=2)
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 6)["lr"][:, 0].round(4))
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 6)["lr"].T[0].round(4))
       [0.1    0.05   0.1    0.0854 0.05   0.0146 0.1   ]
     """
 

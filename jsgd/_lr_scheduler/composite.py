@@ -94,7 +94,7 @@ class SequentialLR(_Composite):
       >>> warmup = lr_scheduler.LinearLR(start_factor=0.5, total_iters=2)
       >>> decay = lr_scheduler.ExponentialLR(gamma=0.5)
       >>> sched = lr_scheduler.SequentialLR([warmup, decay], milestones=[2])
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 4)["lr"].T[0])
       [0.05  0.075 0.1   0.05  0.025]
     """
 
@@ -208,7 +208,7 @@ class ChainedScheduler(_Composite):
       >>> sched = lr_scheduler.ChainedScheduler([
       ...     lr_scheduler.ConstantLR(factor=0.5, total_iters=2),
       ...     lr_scheduler.ExponentialLR(gamma=0.5)])
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.8]}, 4)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.8]}, 4)["lr"].T[0])
       [0.4  0.2  0.2  0.1  0.05]
     """
 

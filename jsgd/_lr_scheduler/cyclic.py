@@ -105,9 +105,9 @@ class CyclicLR(_ClosedForm):
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.CyclicLR(0.1, 0.5, step_size_up=2)
       >>> out = lr_scheduler.trajectory(sched, {"lr": [0.3], "momentum": [0.0]}, 4)
-      >>> print(out["lr"][:, 0])
+      >>> print(out["lr"].T[0])
       [0.1 0.3 0.5 0.3 0.1]
-      >>> print(out["momentum"][:, 0])
+      >>> print(out["momentum"].T[0])
       [0.9  0.85 0.8  0.85 0.9 ]
     """
 
@@ -284,9 +284,9 @@ class OneCycleLR(_ClosedForm):
       ...     1.0, total_steps=4, pct_start=0.5, anneal_strategy="linear",
       ...     div_factor=4.0, final_div_factor=2.5)
       >>> out = lr_scheduler.trajectory(sched, {"lr": [0.5], "beta1": [0.9]}, 3)
-      >>> print(out["lr"][:, 0])
+      >>> print(out["lr"].T[0])
       [0.25 1.   0.55 0.1 ]
-      >>> print(out["beta1"][:, 0])
+      >>> print(out["beta1"].T[0])
       [0.95 0.85 0.9  0.95]
     """
 

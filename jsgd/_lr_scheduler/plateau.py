@@ -58,7 +58,7 @@ class ReduceLROnPlateau(Scheduler):
       >>> from jsgd.torch import lr_scheduler
       >>> sched = lr_scheduler.ReduceLROnPlateau(factor=0.5, patience=1)
       >>> metric = jnp.array([1.0, 0.9, 0.95, 0.95, 0.95, 0.95])
-      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 6, metric)["lr"][:, 0])
+      >>> print(lr_scheduler.trajectory(sched, {"lr": [0.1]}, 6, metric)["lr"].T[0])
       [0.1   0.1   0.1   0.1   0.05  0.05  0.025]
     """
 

@@ -120,8 +120,8 @@ class LossScaleOptimizer:
         Default 2000.
       name: Keras's name, kept in the config. Default ``"loss_scale_optimizer"``.
 
-    Returns:
-      An immutable, hashable gradient transformation (``init`` / ``update``).
+    The object is an immutable, hashable gradient transformation (``init`` /
+    ``update``).
 
     Raises:
       TypeError: for an inner optimizer without ``init``/``update``, a

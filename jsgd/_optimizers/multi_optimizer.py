@@ -151,10 +151,9 @@ class MultiOptimizer:
       loss_scale_factor: None or a number, as Keras's.
       name: Keras's name, kept in the config. Default ``"multi_optimizer"``.
 
-    Returns:
-      An immutable, hashable gradient transformation (``init``/``update``),
-      usable in ``optax.chain``, ``jax.jit`` (as a static argument) and
-      ``flax.nnx.Optimizer``.
+    The object is an immutable, hashable gradient transformation
+    (``init``/``update``), usable in ``optax.chain``, ``jax.jit`` (as a
+    static argument) and ``flax.nnx.Optimizer``.
 
     Raises:
       TypeError: for a non-str key, a non-mapping ``optimizer_map`` or a value
