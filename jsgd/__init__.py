@@ -58,6 +58,7 @@ from jsgd._transforms.learning_rate import (
     scale_by_learning_rate,
 )
 from jsgd._transforms.momentum import MomentumState, momentum_trace, nesterov_trace
+from jsgd._transforms.step_count import StepCountState
 from jsgd._transforms.weight_decay import (
     add_decayed_weights,
     decoupled_weight_decay,
@@ -115,6 +116,7 @@ __all__ = [
     "RMSpropState",
     "SGD",
     "ScheduleState",
+    "StepCountState",
     "SweepResult",
 ]
 

@@ -15,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jsgd
@@ -111,13 +112,6 @@ def _jsgd_steps(opt, params: dict, state, start: int, n: int):
     return params, state
 
 
-def _keras_variables_of(opt, params, state, count):
-    try:
-        return kv.keras_variables(opt, params, state)
-    except ValueError:  # a state without a count
-        return kv.keras_variables(opt, params, state, iterations=count)
-
-
 def _assert_same(mine, theirs, what):
     assert len(mine) == len(theirs), what
     for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
@@ -136,16 +130,13 @@ def test_keras_to_jsgd_and_on(name, kw, schedule):
     params = {k: jnp.asarray(v.value) for k, v in variables.items()}
     state = mine.state_from_keras(params, theirs.variables)
     _assert_same(
-        _keras_variables_of(mine, params, state, K),
+        kv.keras_variables(mine, params, state),
         [v.value for v in theirs.variables],
         "loaded",
     )
     steps = kw.get("gradient_accumulation_steps", 1)
     assert int(theirs.iterations) == K // steps
-    try:
-        assert int(kv.keras_iterations(mine, state)) == K // steps
-    except ValueError:
-        assert int(kv.keras_iterations(mine, state, count=K)) == K // steps
+    assert int(kv.keras_iterations(mine, state)) == K // steps
 
     _keras_steps(theirs, variables, K, K)
     params, state = _jsgd_steps(mine, params, state, K, K)
@@ -155,7 +146,7 @@ def test_keras_to_jsgd_and_on(name, kw, schedule):
         "params",
     )
     _assert_same(
-        _keras_variables_of(mine, params, state, 2 * K),
+        kv.keras_variables(mine, params, state),
         [v.value for v in theirs.variables],
         "variables",
     )
@@ -169,7 +160,7 @@ def test_jsgd_to_keras_and_on(name, kw, schedule):
 
     variables = {k: keras.Variable(np.asarray(v), name=k) for k, v in params.items()}
     theirs.build(list(variables.values()))
-    values = mine.keras_variables(params, state, iterations=K)
+    values = mine.keras_variables(params, state)
     assert len(values) == len(theirs.variables)
     for variable, value in zip(theirs.variables, values, strict=True):
         variable.assign(value)
@@ -182,7 +173,7 @@ def test_jsgd_to_keras_and_on(name, kw, schedule):
         "params",
     )
     _assert_same(
-        _keras_variables_of(mine, params, state, 2 * K),
+        kv.keras_variables(mine, params, state),
         [v.value for v in theirs.variables],
         "variables",
     )
@@ -205,22 +196,55 @@ def test_order_by_paths_and_numpy_values():
         kv.keras_variables(opt, params, state, order=["a"])
 
 
-def test_iterations_of_every_state():
+@pytest.mark.parametrize(
+    "opt",
+    [
+        jsgd.SGD(0.1),  # constant rate, no momentum: a StepCountState
+        jsgd.SGD(0.1, momentum=0.9),
+        jsgd.SGD(jsgd.schedules.ExponentialDecay(0.1, 2, 0.5)),
+        jsgd.Adagrad(0.1),
+        jsgd.Adagrad(0.1, clipnorm=1.0, weight_decay=0.01),
+        jsgd.RMSprop(0.1),
+        jsgd.RMSprop(0.1, momentum=0.5, centered=True),
+        jsgd.Adam(0.1),
+        jsgd.Adam(0.1, use_ema=True),
+        jsgd.Adagrad(0.1, gradient_accumulation_steps=2),
+        jsgd.SGD(0.1, loss_scale_factor=4.0),
+    ],
+    ids=repr,
+)
+def test_iterations_of_every_state(opt):
     params = jnp.zeros(2)
-    counted = jsgd.Adam(0.1)
-    state = counted.init(params)
-    for _ in range(4):
-        _, state = counted.update(jnp.ones(2), state, params)
-    assert int(kv.keras_iterations(counted, state)) == 4
-    plain = jsgd.SGD(0.1)  # constant lr, no momentum: the state keeps no count
-    with pytest.raises(ValueError, match="count="):
-        kv.keras_iterations(plain, plain.init(params))
-    assert int(kv.keras_iterations(plain, plain.init(params), count=7)) == 7
-    accumulating = jsgd.Adagrad(0.1, gradient_accumulation_steps=2)
-    state = accumulating.init(params)
+    state = opt.init(params)
+    assert int(opt.iterations(state)) == 0
+    step = jax.jit(opt.update)
     for _ in range(5):
-        _, state = accumulating.update(jnp.ones(2), state, params)
-    assert int(accumulating.iterations(state)) == 2  # Keras's property: 5 // 2
+        _, state = step(jnp.ones(2), state, params)
+    steps = opt.get_config().get("gradient_accumulation_steps") or 1
+    assert int(kv.keras_iterations(opt, state)) == 5 // steps  # Keras: 5 // 2
+    assert kv.keras_iterations(opt, state).dtype == jnp.int32
+    # Keras's `iteration` variable survives the round trip through Keras's list.
+    values = kv.keras_variables(opt, params, state)
+    assert int(values[0]) == 5
+    back = kv.state_from_keras_variables(opt, params, values)
+    assert int(kv.keras_iterations(opt, back)) == 5 // steps
+
+
+def test_iterations_counter_saturates():
+    opt = jsgd.Adagrad(0.1)
+    params = jnp.zeros(2)
+    top = np.iinfo(np.int32).max
+    values = kv.keras_variables(opt, params, opt.init(params))
+    values[0] = np.int32(top)
+    state = kv.state_from_keras_variables(opt, params, values)
+    _, state = opt.update(jnp.ones(2), state, params)
+    assert int(opt.iterations(state)) == top  # never wraps
+
+
+def test_a_state_without_a_count_is_refused():
+    opt = jsgd.SGD(0.1)
+    with pytest.raises(TypeError, match="keeps no step count"):
+        kv.keras_iterations(opt, (optax.EmptyState(), optax.EmptyState()))
 
 
 def test_errors():

@@ -477,6 +477,8 @@ def _expected_sgd_state_types(cfg) -> list[type]:
         types += [jsgd.MomentumState, lr_state]
     if cfg["weight_decay"] is not None and cfg["weight_decay"] != 0:
         types.append(lr_state)
+    if not scheduled and cfg["momentum"] == 0:
+        types.append(jsgd.StepCountState)  # Keras's `iterations`
     return types
 
 
@@ -503,7 +505,7 @@ def test_sgd_matches_reference_rule(problem):
     assert isinstance(state, tuple)
     assert [type(s) for s in state] == _expected_sgd_state_types(cfg)
     for s in state:
-        if isinstance(s, (jsgd.ScheduleState, jsgd.MomentumState)):
+        if isinstance(s, (jsgd.ScheduleState, jsgd.MomentumState, jsgd.StepCountState)):
             assert int(s.count) == 0
         if isinstance(s, jsgd.MomentumState):
             zeros = [np.zeros(np.shape(x)) for x in jax.tree.leaves(params0)]
@@ -519,7 +521,7 @@ def test_sgd_matches_reference_rule(problem):
 
     assert_tree_close(params, params0, ref_w, scale=scale)
     for s in state:
-        if isinstance(s, (jsgd.ScheduleState, jsgd.MomentumState)):
+        if isinstance(s, (jsgd.ScheduleState, jsgd.MomentumState, jsgd.StepCountState)):
             assert int(s.count) == len(grads_seq)
         if isinstance(s, jsgd.MomentumState):
             assert_tree_close(s.velocity, params0, ref_v, scale=scale)

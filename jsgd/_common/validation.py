@@ -189,6 +189,16 @@ def canonical_dtype(name: str, value: Any) -> jnp.dtype | None:
     return dtype
 
 
+def check_float_dtype(name: str, value: Any) -> jnp.dtype:
+    """Normalizes a required real floating dtype argument."""
+    dtype = canonical_dtype(name, value)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a real floating dtype. Received: {name}={value!r}"
+        )
+    return dtype
+
+
 def is_static_zero(value: Any) -> bool:
     """True for a Python number equal to zero.
 

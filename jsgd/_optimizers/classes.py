@@ -364,7 +364,7 @@ class KerasOptimizer:
     ) -> list[np.ndarray]:
         """Keras 3's ``optimizer.variables`` values from ``state``.
 
-        See :func:`jsgd.keras_variables` (``order=``, ``iterations=``).
+        See :func:`jsgd.keras_variables` (``order=``).
         """
         from jsgd._optimizers import keras_variables as _kv
 
@@ -381,14 +381,14 @@ class KerasOptimizer:
 
         return _kv.state_from_keras_variables(self, params, variables, **kwargs)
 
-    def iterations(self, state: optax.OptState, **kwargs: Any) -> jax.Array:
+    def iterations(self, state: optax.OptState) -> jax.Array:
         """Keras's ``optimizer.iterations`` from ``state``.
 
-        See :func:`jsgd.keras_iterations` (``count=``).
+        See :func:`jsgd.keras_iterations`.
         """
         from jsgd._optimizers import keras_variables as _kv
 
-        return _kv.keras_iterations(self, state, **kwargs)
+        return _kv.keras_iterations(self, state)
 
     # --- value semantics --------------------------------------------------------
 

@@ -27,6 +27,7 @@ from jsgd._transforms.accumulation import accumulate_gradients
 from jsgd._transforms.clipping import clip_by_global_norm, clip_by_norm, clip_by_value
 from jsgd._transforms.ema import with_ema
 from jsgd._transforms.learning_rate import inverse_time_decay
+from jsgd._transforms.step_count import count_steps, keeps_count
 from jsgd._transforms.weight_decay import (
     check_patterns,
     decoupled_weight_decay,
@@ -119,8 +120,10 @@ def keras_chain(
     ``gradient_accumulation_steps``), and on real steps: clip (value, norm,
     global norm), make :class:`jsgd.IndexedSlices` dense unless ``lazy``, run
     ``spec.core`` at the learning rate ``lr_t`` (``decay`` and the
-    accumulation shift applied), add decoupled weight decay; then update the
-    parameters' EMA (when ``use_ema``). ``lazy`` is decided here only: after
+    accumulation shift applied), add decoupled weight decay, count the step
+    (a :class:`jsgd.StepCountState`, only when no other part of the state
+    keeps a count); then
+    update the parameters' EMA (when ``use_ema``). ``lazy`` is decided here only: after
     the densifying step every later step sees dense arrays, and with
     ``lazy=True`` each step applies its own row rule.
     """
@@ -151,6 +154,9 @@ def keras_chain(
                 patterns, by_path=kw["weight_decay_exclude_by_path"]
             )
         steps.append(decoupled_weight_decay(weight_decay, lr_t, mask=mask))
+    counted_outside = kw["use_ema"] or kw["gradient_accumulation_steps"] is not None
+    if not counted_outside and not keeps_count(tuple(steps)):
+        steps.append(count_steps())  # Keras's `iterations`, kept by every state
     transformation = checked_chain(*steps)
 
     accumulation = kw["gradient_accumulation_steps"]

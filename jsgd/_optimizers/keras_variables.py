@@ -44,10 +44,8 @@ import optax
 from jsgd._transforms.accumulation import AccumulateGradientsState
 from jsgd._transforms.adaptive import AdagradState, AdamState, RMSpropState
 from jsgd._transforms.ema import EmaState
-from jsgd._transforms.learning_rate import ScheduleState
 from jsgd._transforms.momentum import MomentumState
-
-_COUNTED = (ScheduleState, MomentumState, AdamState)
+from jsgd._transforms.step_count import is_counted
 
 
 def _config(optimizer: Any) -> dict[str, Any]:
@@ -128,46 +126,45 @@ def _find(chain: tuple, kind: type) -> Any:
     return None
 
 
-def _micro_steps(optimizer: Any, state: optax.OptState) -> jax.Array | None:
-    """Keras's ``iteration`` variable from the state, or None if it has none."""
+def _micro_steps(optimizer: Any, state: optax.OptState) -> jax.Array:
+    """Keras's ``iteration`` variable (the micro-step count) from the state."""
     ema, accumulation, chain = _layers(optimizer, state)
     if ema is not None:
         return jnp.asarray(ema.count)
     if accumulation is not None:
         return jnp.asarray(accumulation.count)
     for entry in chain:
-        if isinstance(entry, _COUNTED):
+        if is_counted(entry):
             return jnp.asarray(entry.count)
-    return None
+    raise TypeError(
+        f"jsgd: this {_class_name(optimizer)} state keeps no step count: a state "
+        "of another optimizer, or one saved before jsgd kept a count in every "
+        "Keras-style state."
+    )
 
 
-def keras_iterations(
-    optimizer: Any, state: optax.OptState, *, count: Any | None = None
-) -> jax.Array:
+def keras_iterations(optimizer: Any, state: optax.OptState) -> jax.Array:
     """Keras's ``optimizer.iterations`` (real steps) from a jsgd state.
 
     With ``gradient_accumulation_steps`` this is the micro-step count floor
     divided by it, as Keras's property is (its ``iteration`` variable, in
-    :func:`keras_variables`, is the micro-step count).
+    :func:`keras_variables`, is the micro-step count). Every Keras-style
+    state keeps a count (see :class:`jsgd.StepCountState`).
 
     Args:
       optimizer: a :class:`jsgd.SGD`, :class:`jsgd.Adagrad`,
         :class:`jsgd.RMSprop` or :class:`jsgd.Adam`.
       state: its state.
-      count: the micro-step count, for a state that keeps none (constant
-        learning rate SGD without momentum, Adagrad, RMSprop without
-        momentum); ignored otherwise.
 
     Returns:
       An int32 scalar array.
 
     Raises:
-      ValueError: if the state keeps no count and ``count`` is not given.
       TypeError: for another optimizer's state.
 
     Examples:
       >>> import jax.numpy as jnp, jsgd
-      >>> opt = jsgd.SGD(0.1, momentum=0.9)
+      >>> opt = jsgd.SGD(0.1)  # constant rate, no momentum: a StepCountState
       >>> params = {"w": jnp.ones(2)}
       >>> state = opt.init(params)
       >>> _, state = opt.update({"w": jnp.ones(2)}, state, params)
@@ -175,14 +172,6 @@ def keras_iterations(
       1
     """
     micro = _micro_steps(optimizer, state)
-    if micro is None:
-        if count is None:
-            raise ValueError(
-                f"jsgd: this {_class_name(optimizer)} state keeps no step count "
-                "(a constant learning rate and no momentum, EMA or accumulation "
-                "need none); pass count=."
-            )
-        micro = jnp.asarray(count, jnp.int32)
     steps = _config(optimizer)["gradient_accumulation_steps"]
     if steps is not None:
         return micro // steps
@@ -279,7 +268,6 @@ def keras_variables(
     state: optax.OptState,
     *,
     order: Sequence[str] | None = None,
-    iterations: Any | None = None,
 ) -> list[np.ndarray]:
     """The values of Keras 3's ``optimizer.variables``, from a jsgd state.
 
@@ -295,15 +283,13 @@ def keras_variables(
       state: the optimizer's state.
       order: the parameters' "/"-joined paths in Keras's variable order
         (default: ``jax.tree.leaves(params)``'s order).
-      iterations: the micro-step count, needed when the state keeps none
-        (see the module's docs).
 
     Returns:
       A list of NumPy arrays: ``iteration`` (int32), ``learning_rate``
       (float32, when not a schedule), then the slots in Keras's order.
 
     Raises:
-      ValueError: for a non-Keras rule, a missing count or a bad ``order``.
+      ValueError: for a non-Keras rule or a bad ``order``.
       TypeError: for another optimizer's state.
 
     Examples:
@@ -321,13 +307,6 @@ def keras_variables(
     perm = _permutation(params, order)
     ema, accumulation, chain = _layers(optimizer, state)
     micro = _micro_steps(optimizer, state)
-    if micro is None:
-        if iterations is None:
-            raise ValueError(
-                f"jsgd: this {_class_name(optimizer)} state keeps no step count; "
-                "pass iterations= (Keras's `iteration` variable)."
-            )
-        micro = iterations
     out: list[np.ndarray] = [np.asarray(micro, np.int32)]
     if not callable(config["learning_rate"]):
         out.append(np.asarray(config["learning_rate"], np.float32))
@@ -363,8 +342,7 @@ def state_from_keras_variables(
     """A jsgd state from Keras 3's ``optimizer.variables`` (or their values).
 
     The inverse of :func:`keras_variables`: jsgd continues where Keras
-    stopped. A state without a step count (see the module's docs) drops
-    Keras's ``iteration``.
+    stopped, Keras's ``iteration`` included.
 
     Args:
       optimizer: as in :func:`keras_variables`.
@@ -453,7 +431,7 @@ def state_from_keras_variables(
             for (kind, field), leaves in read.items()
             if isinstance(entry, kind)
         }
-        if isinstance(entry, _COUNTED):
+        if is_counted(entry):
             fields["count"] = jnp.asarray(real, jnp.int32)
         new_chain.append(entry._replace(**fields) if fields else entry)
     return _rebuild_layers(optimizer, state, ema, accumulation, tuple(new_chain))
