@@ -52,6 +52,7 @@ from jsgd._transforms.clipping import (
     global_norm,
 )
 from jsgd._transforms.ema import EmaState, averaged_params, with_ema
+from jsgd._transforms.kahan import KahanSummationState, kahan_summation
 from jsgd._transforms.learning_rate import (
     ScheduleState,
     inverse_time_decay,
@@ -59,6 +60,10 @@ from jsgd._transforms.learning_rate import (
 )
 from jsgd._transforms.momentum import MomentumState, momentum_trace, nesterov_trace
 from jsgd._transforms.step_count import StepCountState
+from jsgd._transforms.stochastic_rounding import (
+    StochasticRoundingState,
+    stochastic_rounding,
+)
 from jsgd._transforms.weight_decay import (
     add_decayed_weights,
     decoupled_weight_decay,
@@ -80,6 +85,7 @@ __all__ = [
     "decoupled_weight_decay",
     "global_norm",
     "inverse_time_decay",
+    "kahan_summation",
     "keras_iterations",
     "keras_variables",
     "make_train_step",
@@ -93,6 +99,7 @@ __all__ = [
     "schedules",
     "sgd",
     "state_from_keras_variables",
+    "stochastic_rounding",
     "sweep",
     "torch",
     "value_and_row_grad",
@@ -106,6 +113,7 @@ __all__ = [
     "AdamState",
     "EmaState",
     "IndexedSlices",
+    "KahanSummationState",
     "KerasOptimizer",
     "LossScaleOptimizer",
     "LossScaleOptimizerState",
@@ -117,6 +125,7 @@ __all__ = [
     "SGD",
     "ScheduleState",
     "StepCountState",
+    "StochasticRoundingState",
     "SweepResult",
 ]
 

@@ -70,6 +70,16 @@ REGISTRY = {
         takes_accumulator_dtype=True,
         deferred=True,
     ),
+    # The low-precision wrappers: float32 parameters pass through them, so
+    # the contract tests' float32 runs check that they change nothing there.
+    "kahan_summation": Entry(
+        lambda **k: jsgd.kahan_summation(jsgd.sgd(0.1, 0.9, **k)),
+        takes_accumulator_dtype=True,
+    ),
+    "stochastic_rounding": Entry(
+        lambda **k: jsgd.stochastic_rounding(jsgd.adam(0.01, **k), seed=3),
+        takes_accumulator_dtype=True,
+    ),
     "with_ema": Entry(
         lambda **k: jsgd.with_ema(jsgd.sgd(0.1, 0.9, **k), 0.9, 2),
         takes_accumulator_dtype=True,
