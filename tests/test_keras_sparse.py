@@ -247,10 +247,29 @@ def test_lazy_false_clipnorm_is_keras_without_duplicates(name):
 # --- lazy=True: the legacy kernels ------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("keywords", "jit"), [({}, False), *((k, True) for k in KEYWORDS)], ids=str
+LEGACY_MODES = [({}, False), *((k, True) for k in KEYWORDS)]
+# Every configuration and every mode (eager, and each keyword set under jit)
+# by default: a covering sample of the grid; the rest under ``-m oracle``.
+_LEGACY_DEFAULT = _oracle.covering_sample(
+    len(OWN_CASES) * len(LEGACY_MODES),
+    lambda i: [("own", i // len(LEGACY_MODES)), ("mode", i % len(LEGACY_MODES))],
+    default=len(OWN_CASES),
+    salt=17,
 )
-@pytest.mark.parametrize(("name", "own"), OWN_CASES)
+LEGACY_CASES = [
+    pytest.param(
+        *case.values,
+        keywords,
+        jit,
+        id=f"{case.id}-{keywords}-{jit}",
+        marks=() if oi * len(LEGACY_MODES) + mi in _LEGACY_DEFAULT else _oracle.oracle,
+    )
+    for oi, case in enumerate(OWN_CASES)
+    for mi, (keywords, jit) in enumerate(LEGACY_MODES)
+]
+
+
+@pytest.mark.parametrize(("name", "own", "keywords", "jit"), LEGACY_CASES)
 def test_lazy_true_is_the_legacy_sparse_kernel(name, own, keywords, jit):
     w0, grads = initial_table(), random_slices(2)
     expected, _ = reference(name, own, w0, grads, **keywords)
@@ -307,7 +326,9 @@ def test_rmsprop_lazy_state_is_the_kernels():
     )
 
 
-@pytest.mark.parametrize(("name", "own"), OWN_CASES)
+# The configurations themselves are covered above: by default one of each
+# optimizer (those of KERAS_DEFAULT), the others under ``-m oracle``.
+@pytest.mark.parametrize(("name", "own"), KERAS_CASES)
 def test_lazy_true_with_ema_averages_the_lazy_trajectory(name, own):
     w0, grads = initial_table(), random_slices(4)
     expected, _ = reference(name, own, w0, grads)
