@@ -393,3 +393,140 @@ def test_sharded_steps_equal_the_single_device_run(wrap):
     assert sharded[0]["w"].sharding.is_equivalent_to(sharding, 2)
     for x, y in zip(jax.tree.leaves(single), jax.tree.leaves(sharded), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# --- per-buffer state dtypes ------------------------------------------------------
+
+F32, BF = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
+
+
+def _buffers(state) -> dict[str, jnp.dtype]:
+    """Each per-parameter buffer's dtype, by its state field's name."""
+    found: dict[str, jnp.dtype] = {}
+
+    def visit(node):
+        if hasattr(node, "_fields"):
+            for field in node._fields:
+                value = getattr(node, field)
+                if isinstance(value, dict) and "w" in value:
+                    found[f"{type(node).__name__}.{field}"] = value["w"].dtype
+                else:
+                    visit(value)
+        elif isinstance(node, (tuple, list)):
+            for x in node:
+                visit(x)
+        elif isinstance(node, dict):
+            for x in node.values():
+                visit(x)
+
+    visit(state)
+    return found
+
+
+BUFFER_DTYPES = [
+    (
+        lambda: jsgd.Adam(1e-3, amsgrad=True, velocity_dtype=jnp.float32),
+        {
+            "AdamState.momentum": BF,
+            "AdamState.velocity": F32,
+            "AdamState.velocity_hat": F32,
+        },
+    ),
+    (
+        lambda: jsgd.adam(
+            1e-3, accumulator_dtype=jnp.float32, momentum_dtype=jnp.bfloat16
+        ),
+        {"AdamState.momentum": BF, "AdamState.velocity": F32},
+    ),
+    (
+        lambda: jsgd.RMSprop(
+            1e-3,
+            momentum=0.5,
+            centered=True,
+            velocity_dtype=jnp.float32,
+            average_gradient_dtype=jnp.float32,
+        ),
+        {
+            "RMSpropState.velocity": F32,
+            "RMSpropState.average_gradient": F32,
+            "MomentumState.velocity": BF,
+        },
+    ),
+    (
+        lambda: jsgd.RMSprop(1e-3, momentum=0.5, momentum_dtype=jnp.float32),
+        {"RMSpropState.velocity": BF, "MomentumState.velocity": F32},
+    ),
+    (
+        lambda: jsgd.Adagrad(1e-3, accumulator_dtype=jnp.float32),
+        {"AdagradState.accumulator": F32},
+    ),
+    (
+        lambda: jsgd.SGD(1e-3, momentum=0.9, accumulator_dtype=jnp.float32),
+        {"MomentumState.velocity": F32},
+    ),
+    (
+        lambda: jsgd.torch.Adam(1e-3, amsgrad=True, exp_avg_sq_dtype=jnp.float32),
+        {
+            "AdamState.momentum": BF,
+            "AdamState.velocity": F32,
+            "AdamState.velocity_hat": F32,
+        },
+    ),
+    (
+        lambda: jsgd.torch.AdamW(
+            1e-3, accumulator_dtype=jnp.float32, exp_avg_dtype=jnp.bfloat16
+        ),
+        {"AdamState.momentum": BF, "AdamState.velocity": F32},
+    ),
+    (
+        lambda: jsgd.torch.RMSprop(
+            1e-3,
+            momentum=0.5,
+            centered=True,
+            square_avg_dtype=jnp.float32,
+            momentum_buffer_dtype=jnp.float32,
+        ),
+        {
+            "RMSpropState.velocity": F32,
+            "RMSpropState.average_gradient": BF,
+            "MomentumState.velocity": F32,
+        },
+    ),
+    (
+        lambda: jsgd.torch.Adagrad(1e-3, accumulator_dtype=jnp.float32),
+        {"AdagradState.accumulator": F32},
+    ),
+    (
+        lambda: jsgd.torch.SGD(1e-3, momentum=0.9, accumulator_dtype=jnp.float32),
+        {"MomentumState.velocity": F32},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"), BUFFER_DTYPES, ids=range(len(BUFFER_DTYPES))
+)
+def test_per_buffer_state_dtypes(make, expected):
+    tx = make()
+    params = {"w": jnp.linspace(-1, 1, 6).astype(jnp.bfloat16)}
+    state = tx.init(params)
+    assert _buffers(state) == expected
+    wrapped = jsgd.kahan_summation(tx)
+    step = _step(wrapped)
+    grads = {"w": jnp.linspace(1, -1, 6).astype(jnp.bfloat16)}
+    wstate = wrapped.init(params)
+    for _ in range(3):
+        params, wstate, updates = step(params, wstate, grads)
+    assert updates["w"].dtype == jnp.bfloat16 and params["w"].dtype == jnp.bfloat16
+    assert _buffers(wstate.inner_state) == expected  # kept through the steps
+    assert np.all(np.isfinite(np.asarray(params["w"], np.float32)))
+
+
+def test_per_buffer_dtypes_round_trip_the_config_and_are_checked():
+    opt = jsgd.Adam(1e-3, velocity_dtype="float32")
+    again = jsgd.Adam.from_config(opt.get_config())
+    assert again == opt and again.get_config()["velocity_dtype"] == F32
+    with pytest.raises(TypeError, match="velocity_dtype"):
+        jsgd.Adam(1e-3, velocity_dtype=jnp.int32)
+    with pytest.raises(TypeError, match="exp_avg_sq_dtype"):
+        jsgd.torch.Adam(1e-3, exp_avg_sq_dtype="int8")

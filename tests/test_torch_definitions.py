@@ -445,7 +445,14 @@ def test_param_groups_entries_must_be_dicts_with_params():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_param_groups_refuse_unknown_keys(name):
-    allowed = ", ".join(["params", "name", *(n for n, _ in TORCH_SIGNATURES[name])])
+    dtypes = [  # jsgd's per-group state dtypes
+        n
+        for n in inspect.signature(getattr(jsgd.torch, name)).parameters
+        if n.endswith("_dtype")
+    ]
+    own = [n for n, _ in TORCH_SIGNATURES[name]]
+    own = [*own[:-1], *dtypes, own[-1]] if own[-1] == "maximize" else [*own, *dtypes]
+    allowed = ", ".join(["params", "name", *own])
     for key in [
         "weight_deacy",
         "scheduler",
@@ -748,12 +755,18 @@ def test_sparse_adam_refuses_complex_parameters():
 @pytest.mark.parametrize("name", NAMES)
 def test_the_signatures_are_torchs(name):
     parameters = inspect.signature(getattr(jsgd.torch, name)).parameters.values()
+    dtypes = [p for p in parameters if p.name.endswith("_dtype")]  # jsgd's
+    parameters = [p for p in parameters if p not in dtypes]
     own = [p for p in parameters if p.name not in JSGD_KEYWORDS]
     assert _typed(_signature(own)) == _typed(TORCH_SIGNATURES[name])
     extra = [p for p in parameters if p.name in JSGD_KEYWORDS]
     assert [(p.name, p.default, p.kind) for p in extra] == [
         (k, None, inspect.Parameter.KEYWORD_ONLY) for k in JSGD_KEYWORDS
     ]
+    # The state dtypes, last: every buffer's, then each one's by torch's name.
+    assert dtypes[0].name == "accumulator_dtype"
+    for p in dtypes:
+        assert (p.default, p.kind) == (None, inspect.Parameter.KEYWORD_ONLY)
     # Positional as torch's are, but maximize: keyword-only in jsgd (torch's
     # RMSprop and SparseAdam also take it by position).
     for p in own:

@@ -132,12 +132,12 @@ class KerasOptimizer:
     @staticmethod
     def _normalize(config: dict[str, Any]) -> dict[str, Any]:
         """Puts equivalent spellings of a dtype into one canonical form."""
-        if config.get("accumulator_dtype") is None:
-            return config
-        dtype = _validation.canonical_dtype(
-            "accumulator_dtype", config["accumulator_dtype"]
-        )
-        return {**config, "accumulator_dtype": dtype}
+        return {
+            key: _validation.canonical_dtype(key, value)
+            if key.endswith("_dtype") and value is not None
+            else value
+            for key, value in config.items()
+        }
 
     def __init_subclass__(
         cls,

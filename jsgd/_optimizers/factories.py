@@ -269,6 +269,9 @@ def _rmsprop_core(
     epsilon: Any,
     centered: bool,
     accumulator_dtype: Any,
+    velocity_dtype: Any,
+    momentum_dtype: Any,
+    average_gradient_dtype: Any,
 ) -> Steps:
     steps: Steps = [
         scale_by_rmsprop(
@@ -276,12 +279,15 @@ def _rmsprop_core(
             epsilon,
             centered,
             accumulator_dtype=accumulator_dtype,
+            velocity_dtype=velocity_dtype,
+            average_gradient_dtype=average_gradient_dtype,
             sparse_rows=True,  # only reached by IndexedSlices when lazy
         ),
         scale_by_learning_rate(learning_rate),
     ]
     if not _validation.is_static_zero(momentum):
-        steps.append(momentum_trace(momentum, accumulator_dtype=accumulator_dtype))
+        dtype = accumulator_dtype if momentum_dtype is None else momentum_dtype
+        steps.append(momentum_trace(momentum, accumulator_dtype=dtype))
     return steps
 
 
@@ -296,6 +302,9 @@ def _rmsprop_core(
         "epsilon": _spec.non_negative,
         "centered": _spec.switch,
         "accumulator_dtype": _spec.dtype,
+        "velocity_dtype": _spec.dtype,
+        "momentum_dtype": _spec.dtype,
+        "average_gradient_dtype": _spec.dtype,
         "lazy": _spec.switch,
     },
     config_keys=("learning_rate", "rho", "momentum", "epsilon", "centered"),
@@ -321,6 +330,9 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     loss_scale_factor: jax.typing.ArrayLike | None = None,
     gradient_accumulation_steps: int | None = None,
     accumulator_dtype: Any | None = None,
+    velocity_dtype: Any | None = None,
+    momentum_dtype: Any | None = None,
+    average_gradient_dtype: Any | None = None,
     lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """RMSprop exactly as ``keras.optimizers.RMSprop``.
@@ -366,7 +378,14 @@ def rmsprop(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       momentum: momentum in [0, 1].
       epsilon: added under the square root, >= 0.
       centered: normalize by the variance rather than the second moment.
-      accumulator_dtype: dtype of the averages and the momentum buffer.
+      accumulator_dtype: dtype of the averages and the momentum buffer
+        (default: the parameters').
+      velocity_dtype: dtype of the ``velocity`` slot (the average of
+        ``g**2``; default: ``accumulator_dtype``).
+      momentum_dtype: dtype of the ``momentum`` slot (default:
+        ``accumulator_dtype``).
+      average_gradient_dtype: dtype of the ``average_gradient`` slot
+        (centered; default: ``accumulator_dtype``).
       lazy: for :class:`jsgd.IndexedSlices` gradients, the legacy tf.keras
         sparse rule: only the touched rows' averages, momentum (and
         decoupled weight decay) change (True); or the dense result (False,
@@ -398,6 +417,8 @@ def _adam_core(
     epsilon: Any,
     amsgrad: bool,
     accumulator_dtype: Any,
+    momentum_dtype: Any,
+    velocity_dtype: Any,
 ) -> Steps:
     scaler = scale_by_adam(
         beta_1,
@@ -405,6 +426,8 @@ def _adam_core(
         epsilon,
         amsgrad,
         accumulator_dtype=accumulator_dtype,
+        momentum_dtype=momentum_dtype,
+        velocity_dtype=velocity_dtype,
         sparse_rows=True,  # only reached by IndexedSlices when lazy
     )
     return [scaler, scale_by_learning_rate(learning_rate)]
@@ -421,6 +444,8 @@ def _adam_core(
         "epsilon": _spec.non_negative,
         "amsgrad": _spec.switch,
         "accumulator_dtype": _spec.dtype,
+        "momentum_dtype": _spec.dtype,
+        "velocity_dtype": _spec.dtype,
         "lazy": _spec.switch,
     },
     config_keys=("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad"),
@@ -446,6 +471,8 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     loss_scale_factor: jax.typing.ArrayLike | None = None,
     gradient_accumulation_steps: int | None = None,
     accumulator_dtype: Any | None = None,
+    momentum_dtype: Any | None = None,
+    velocity_dtype: Any | None = None,
     lazy: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Adam exactly as ``keras.optimizers.Adam``.
@@ -488,6 +515,11 @@ def adam(  # noqa: D417 (the Keras keywords' Args come from KERAS)
       epsilon: added to ``sqrt(v)``, >= 0.
       amsgrad: use the running maximum of ``v``.
       accumulator_dtype: dtype of the moments (default: the parameters').
+      momentum_dtype: dtype of the ``momentum`` slot (the first moment;
+        default: ``accumulator_dtype``).
+      velocity_dtype: dtype of the ``velocity`` (and ``velocity_hat``)
+        slots, the second moment (default: ``accumulator_dtype``); a
+        bfloat16 model often wants it float32.
       lazy: for :class:`jsgd.IndexedSlices` gradients, the lazy-Adam rule:
         only the touched rows' moments (and decoupled weight decay) change
         (True); or the dense result (False, Keras 3). See "Sparse rows"

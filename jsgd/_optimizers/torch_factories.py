@@ -41,7 +41,12 @@ def _coupled_weight_decay(weight_decay: Any) -> Steps:
 
 
 def _sgd_core(
-    lr: Any, momentum: Any, dampening: Any, weight_decay: Any, nesterov: bool
+    lr: Any,
+    momentum: Any,
+    dampening: Any,
+    weight_decay: Any,
+    nesterov: bool,
+    accumulator_dtype: Any,
 ) -> Steps:
     m = _validation.concrete_scalar("momentum", momentum)
     d = _validation.concrete_scalar("dampening", dampening)
@@ -50,7 +55,13 @@ def _sgd_core(
     steps = _coupled_weight_decay(weight_decay)
     if not _validation.is_static_zero(momentum):
         steps.append(
-            momentum_trace(momentum, nesterov=nesterov, dampening=dampening, lazy=False)
+            momentum_trace(
+                momentum,
+                nesterov=nesterov,
+                dampening=dampening,
+                accumulator_dtype=accumulator_dtype,
+                lazy=False,
+            )
         )
     return [*steps, scale_by_learning_rate(lr)]
 
@@ -65,6 +76,7 @@ def _sgd_core(
         "weight_decay": _checks.weight_decay,
         "dampening": _checks.dampening,
         "nesterov": _checks.switch,
+        "accumulator_dtype": _spec.dtype,
     },
     config_keys=(),
     sparse=True,
@@ -80,6 +92,7 @@ def SGD(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.SGD``: momentum outside the learning rate, torch's first step.
 
@@ -108,6 +121,8 @@ def SGD(  # noqa: D417 (the shared Args come from TORCH)
       dampening: ``d`` in [0, 1].
       weight_decay: coupled (L2) weight decay ``wd`` >= 0.
       nesterov: the Nesterov look-ahead (needs ``m > 0`` and ``d == 0``).
+      accumulator_dtype: dtype of the ``momentum_buffer`` (default: the
+        parameters'; jsgd's, torch has none).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -132,10 +147,43 @@ def SGD(  # noqa: D417 (the shared Args come from TORCH)
     ...  # built by @optimizer: family.build(spec, checked arguments)
 
 
+def _torch_adam(
+    betas: Betas,
+    eps: Any,
+    amsgrad: bool,
+    accumulator_dtype: Any,
+    exp_avg_dtype: Any,
+    exp_avg_sq_dtype: Any,
+    form: Any = "torch",
+    sparse_rows: bool = False,
+) -> optax.GradientTransformation:
+    """The Adam scaling of torch's Adam family, buffers named as in its state."""
+    return scale_by_adam(
+        betas[0],
+        betas[1],
+        eps,
+        amsgrad,
+        accumulator_dtype=accumulator_dtype,
+        momentum_dtype=exp_avg_dtype,
+        velocity_dtype=exp_avg_sq_dtype,
+        form=form,
+        sparse_rows=sparse_rows,
+    )
+
+
 def _adam_core(
-    lr: Any, betas: Betas, eps: Any, weight_decay: Any, amsgrad: bool
+    lr: Any,
+    betas: Betas,
+    eps: Any,
+    weight_decay: Any,
+    amsgrad: bool,
+    accumulator_dtype: Any,
+    exp_avg_dtype: Any,
+    exp_avg_sq_dtype: Any,
 ) -> Steps:
-    scaler = scale_by_adam(betas[0], betas[1], eps, amsgrad, form="torch")
+    scaler = _torch_adam(
+        betas, eps, amsgrad, accumulator_dtype, exp_avg_dtype, exp_avg_sq_dtype
+    )
     return [*_coupled_weight_decay(weight_decay), scaler, scale_by_learning_rate(lr)]
 
 
@@ -146,6 +194,9 @@ _ADAM_CHECKS = {
     "betas": _checks.betas,
     "weight_decay": _checks.weight_decay,
     "amsgrad": _checks.switch,
+    "accumulator_dtype": _spec.dtype,
+    "exp_avg_dtype": _spec.dtype,
+    "exp_avg_sq_dtype": _spec.dtype,
 }
 
 
@@ -167,6 +218,9 @@ def Adam(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
+    exp_avg_dtype: Any | None = None,
+    exp_avg_sq_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.Adam``: epsilon outside the corrected root, coupled decay.
 
@@ -193,6 +247,12 @@ def Adam(  # noqa: D417 (the shared Args come from TORCH)
       weight_decay: coupled (L2) weight decay >= 0 (for decoupled decay use
         :func:`jsgd.torch.AdamW`).
       amsgrad: use the running maximum of ``v``.
+      accumulator_dtype: dtype of every buffer (default: the parameters';
+        jsgd's, as the two below).
+      exp_avg_dtype: dtype of ``exp_avg`` (default: ``accumulator_dtype``).
+      exp_avg_sq_dtype: dtype of ``exp_avg_sq`` and ``max_exp_avg_sq``
+        (default: ``accumulator_dtype``); a bfloat16 model often wants it
+        float32.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -214,10 +274,19 @@ def Adam(  # noqa: D417 (the shared Args come from TORCH)
 
 
 def _adamw_core(
-    lr: Any, betas: Betas, eps: Any, weight_decay: Any, amsgrad: bool
+    lr: Any,
+    betas: Betas,
+    eps: Any,
+    weight_decay: Any,
+    amsgrad: bool,
+    accumulator_dtype: Any,
+    exp_avg_dtype: Any,
+    exp_avg_sq_dtype: Any,
 ) -> Steps:
     steps: Steps = [
-        scale_by_adam(betas[0], betas[1], eps, amsgrad, form="torch"),
+        _torch_adam(
+            betas, eps, amsgrad, accumulator_dtype, exp_avg_dtype, exp_avg_sq_dtype
+        ),
         scale_by_learning_rate(lr),
     ]
     if not _validation.is_static_zero(weight_decay):
@@ -243,6 +312,9 @@ def AdamW(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
+    exp_avg_dtype: Any | None = None,
+    exp_avg_sq_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.AdamW``: :func:`jsgd.torch.Adam` with decoupled weight decay.
 
@@ -260,6 +332,12 @@ def AdamW(  # noqa: D417 (the shared Args come from TORCH)
       eps: added to the corrected root, >= 0.
       weight_decay: decoupled weight decay >= 0 (default 1e-2, torch's).
       amsgrad: use the running maximum of ``v``.
+      accumulator_dtype: dtype of every buffer (default: the parameters';
+        jsgd's, as the two below).
+      exp_avg_dtype: dtype of ``exp_avg`` (default: ``accumulator_dtype``).
+      exp_avg_sq_dtype: dtype of ``exp_avg_sq`` and ``max_exp_avg_sq``
+        (default: ``accumulator_dtype``); a bfloat16 model often wants it
+        float32.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -287,13 +365,30 @@ def _rmsprop_core(
     weight_decay: Any,
     momentum: Any,
     centered: bool,
+    accumulator_dtype: Any,
+    square_avg_dtype: Any,
+    momentum_buffer_dtype: Any,
+    grad_avg_dtype: Any,
 ) -> Steps:
     steps = [
         *_coupled_weight_decay(weight_decay),
-        scale_by_rmsprop(alpha, eps, centered, form="torch"),
+        scale_by_rmsprop(
+            alpha,
+            eps,
+            centered,
+            accumulator_dtype=accumulator_dtype,
+            velocity_dtype=square_avg_dtype,
+            average_gradient_dtype=grad_avg_dtype,
+            form="torch",
+        ),
     ]
     if not _validation.is_static_zero(momentum):
-        steps.append(momentum_trace(momentum))
+        dtype = (
+            accumulator_dtype
+            if momentum_buffer_dtype is None
+            else momentum_buffer_dtype
+        )
+        steps.append(momentum_trace(momentum, accumulator_dtype=dtype))
     return [*steps, scale_by_learning_rate(lr)]
 
 
@@ -308,6 +403,10 @@ def _rmsprop_core(
         "weight_decay": _checks.weight_decay,
         "alpha": _checks.alpha,
         "centered": _checks.switch,
+        "accumulator_dtype": _spec.dtype,
+        "square_avg_dtype": _spec.dtype,
+        "momentum_buffer_dtype": _spec.dtype,
+        "grad_avg_dtype": _spec.dtype,
     },
     config_keys=(),
 )
@@ -323,6 +422,10 @@ def RMSprop(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
+    square_avg_dtype: Any | None = None,
+    momentum_buffer_dtype: Any | None = None,
+    grad_avg_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.RMSprop``: epsilon outside the root, momentum before ``lr``.
 
@@ -352,6 +455,13 @@ def RMSprop(  # noqa: D417 (the shared Args come from TORCH)
       weight_decay: coupled (L2) weight decay >= 0.
       momentum: >= 0 (jsgd also needs ``momentum <= 1``).
       centered: normalize by the variance estimate.
+      accumulator_dtype: dtype of every buffer (default: the parameters';
+        jsgd's, as the three below).
+      square_avg_dtype: dtype of ``square_avg`` (default:
+        ``accumulator_dtype``).
+      momentum_buffer_dtype: dtype of ``momentum_buffer`` (default:
+        ``accumulator_dtype``).
+      grad_avg_dtype: dtype of ``grad_avg`` (default: ``accumulator_dtype``).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -377,6 +487,7 @@ def _adagrad_core(
     weight_decay: Any,
     initial_accumulator_value: Any,
     eps: Any,
+    accumulator_dtype: Any,
 ) -> Steps:
     steps: Steps = []
     decay = _validation.concrete_scalar("weight_decay", weight_decay)
@@ -387,7 +498,14 @@ def _adagrad_core(
             refuse_sparse("weight_decay option is not compatible with sparse gradients")
         )
     steps += _coupled_weight_decay(weight_decay)
-    steps.append(scale_by_adagrad(initial_accumulator_value, eps, form="torch"))
+    steps.append(
+        scale_by_adagrad(
+            initial_accumulator_value,
+            eps,
+            accumulator_dtype=accumulator_dtype,
+            form="torch",
+        )
+    )
     if not _validation.is_static_zero(lr_decay):
         lr = inverse_time_decay(lr, lr_decay)
     return [*steps, scale_by_learning_rate(lr)]
@@ -403,6 +521,7 @@ def _adagrad_core(
         "weight_decay": _checks.weight_decay,
         "initial_accumulator_value": _checks.initial_accumulator_value,
         "eps": _checks.epsilon,
+        "accumulator_dtype": _spec.dtype,
     },
     config_keys=(),
     sparse=True,
@@ -418,6 +537,7 @@ def Adagrad(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.Adagrad``: epsilon outside the root, ``lr_decay`` per step.
 
@@ -444,6 +564,7 @@ def Adagrad(  # noqa: D417 (the shared Args come from TORCH)
       weight_decay: coupled (L2) weight decay >= 0.
       initial_accumulator_value: the sums' start, >= 0.
       eps: added to the root, >= 0.
+      accumulator_dtype: dtype of ``sum`` (default: the parameters'; jsgd's).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -463,9 +584,23 @@ def Adagrad(  # noqa: D417 (the shared Args come from TORCH)
     ...  # built by @optimizer: family.build(spec, checked arguments)
 
 
-def _sparse_adam_core(lr: Any, betas: Betas, eps: Any) -> Steps:
-    scaler = scale_by_adam(
-        betas[0], betas[1], eps, form="torch_sparse", sparse_rows=True
+def _sparse_adam_core(
+    lr: Any,
+    betas: Betas,
+    eps: Any,
+    accumulator_dtype: Any,
+    exp_avg_dtype: Any,
+    exp_avg_sq_dtype: Any,
+) -> Steps:
+    scaler = _torch_adam(
+        betas,
+        eps,
+        False,
+        accumulator_dtype,
+        exp_avg_dtype,
+        exp_avg_sq_dtype,
+        form="torch_sparse",
+        sparse_rows=True,
     )
     return [scaler, scale_by_learning_rate(lr)]
 
@@ -478,6 +613,9 @@ def _sparse_adam_core(lr: Any, betas: Betas, eps: Any) -> Steps:
         "lr": _checks.positive_learning_rate,
         "eps": _checks.positive_epsilon,
         "betas": _checks.betas,
+        "accumulator_dtype": _spec.dtype,
+        "exp_avg_dtype": _spec.dtype,
+        "exp_avg_sq_dtype": _spec.dtype,
     },
     config_keys=(),
     sparse=True,
@@ -491,6 +629,9 @@ def SparseAdam(  # noqa: D417 (the shared Args come from TORCH)
     param_groups: list[dict[str, Any]] | None = None,
     scheduler: Any = None,
     steps_per_epoch: int | None = None,
+    accumulator_dtype: Any | None = None,
+    exp_avg_dtype: Any | None = None,
+    exp_avg_sq_dtype: Any | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """``torch.optim.SparseAdam``: Adam on the rows a sparse gradient touches.
 
@@ -513,6 +654,12 @@ def SparseAdam(  # noqa: D417 (the shared Args come from TORCH)
       lr: the learning rate, a number > 0 or a 0-d array (may be traced).
       betas: ``(b1, b2)``, each in [0, 1).
       eps: added to the root, > 0.
+      accumulator_dtype: dtype of every buffer (default: the parameters';
+        jsgd's, as the two below).
+      exp_avg_dtype: dtype of ``exp_avg`` (default: ``accumulator_dtype``).
+      exp_avg_sq_dtype: dtype of ``exp_avg_sq`` and ``max_exp_avg_sq``
+        (default: ``accumulator_dtype``); a bfloat16 model often wants it
+        float32.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

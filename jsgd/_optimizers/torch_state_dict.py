@@ -908,7 +908,11 @@ def state_dict(
                 for k, field, key in slots:
                     entry[key] = _to_torch(fields[k, field][t], layout.leaves[t])
                 out_state[i] = {k: entry[k] for k in _STATE_KEYS[name] if k in entry}
-        values = {k: _number(v) for k, v in group.values.items()}
+        values = {
+            k: _number(v)
+            for k, v in group.values.items()
+            if not k.endswith("_dtype")  # jsgd's: torch's groups have none
+        }
         if isinstance(sched_state, SchedulerState):
             for key in scheduled:
                 v = _float32(sched_state.values[key][g], candidates[g])

@@ -76,6 +76,19 @@ def _abs_sq(g: jax.Array) -> jax.Array:
     return g * g
 
 
+def _buffer_dtypes(accumulator_dtype: Any, **buffers: Any) -> list[Any]:
+    """Each buffer's dtype: its own ``*_dtype`` argument, else ``accumulator_dtype``.
+
+    Checked in the order given (``accumulator_dtype`` first); ``None`` means
+    the parameters' dtype.
+    """
+    default = _validation.canonical_dtype("accumulator_dtype", accumulator_dtype)
+    return [
+        default if value is None else _validation.canonical_dtype(name, value)
+        for name, value in buffers.items()
+    ]
+
+
 class AdagradState(NamedTuple):
     """State of :func:`jsgd.scale_by_adagrad`.
 
@@ -202,6 +215,8 @@ def scale_by_rmsprop(
     centered: bool = False,
     *,
     accumulator_dtype: Any | None = None,
+    velocity_dtype: Any | None = None,
+    average_gradient_dtype: Any | None = None,
     form: Form = "keras",
     sparse_rows: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
@@ -250,6 +265,9 @@ def scale_by_rmsprop(
       epsilon: added under the square root, >= 0.
       centered: subtract the squared mean gradient (a variance estimate).
       accumulator_dtype: dtype of the averages (default: the parameters').
+      velocity_dtype: dtype of ``velocity`` (default: ``accumulator_dtype``).
+      average_gradient_dtype: dtype of ``average_gradient`` (default:
+        ``accumulator_dtype``).
       form: ``"keras"`` or ``"torch"`` (above).
       sparse_rows: step only the touched rows of ``IndexedSlices`` updates.
 
@@ -273,16 +291,18 @@ def scale_by_rmsprop(
     _validation.check_unit_interval("rho", rho)
     _validation.check_non_negative("epsilon", epsilon)
     _validation.check_bool("centered", centered)
-    accumulator_dtype = _validation.canonical_dtype(
-        "accumulator_dtype", accumulator_dtype
+    velocity_dtype, average_gradient_dtype = _buffer_dtypes(
+        accumulator_dtype,
+        velocity_dtype=velocity_dtype,
+        average_gradient_dtype=average_gradient_dtype,
     )
     _check_form(form)
     _validation.check_bool("sparse_rows", sparse_rows)
 
     def init_fn(params: optax.Params) -> RMSpropState:
-        average = _tree.state_like(params, accumulator_dtype) if centered else None
+        average = _tree.state_like(params, average_gradient_dtype) if centered else None
         return RMSpropState(
-            velocity=_tree.state_like(params, accumulator_dtype),
+            velocity=_tree.state_like(params, velocity_dtype),
             average_gradient=average,
         )
 
@@ -359,6 +379,8 @@ def scale_by_adam(
     amsgrad: bool = False,
     *,
     accumulator_dtype: Any | None = None,
+    momentum_dtype: Any | None = None,
+    velocity_dtype: Any | None = None,
     form: Form = "keras",
     sparse_rows: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
@@ -402,6 +424,9 @@ def scale_by_adam(
       epsilon: added to the root, >= 0.
       amsgrad: use the running maximum of ``v`` (Reddi et al. 2018).
       accumulator_dtype: dtype of the moments (default: the parameters').
+      momentum_dtype: dtype of ``momentum`` (default: ``accumulator_dtype``).
+      velocity_dtype: dtype of ``velocity`` and ``velocity_hat`` (default:
+        ``accumulator_dtype``).
       form: ``"keras"``, ``"torch"`` or ``"torch_sparse"`` (above).
       sparse_rows: step only the touched rows of ``IndexedSlices`` updates.
 
@@ -425,8 +450,8 @@ def scale_by_adam(
     _validation.check_unit_interval("beta_2", beta_2)
     _validation.check_non_negative("epsilon", epsilon)
     _validation.check_bool("amsgrad", amsgrad)
-    accumulator_dtype = _validation.canonical_dtype(
-        "accumulator_dtype", accumulator_dtype
+    momentum_dtype, velocity_dtype = _buffer_dtypes(
+        accumulator_dtype, momentum_dtype=momentum_dtype, velocity_dtype=velocity_dtype
     )
     _check_form(form, "torch_sparse")
     _validation.check_bool("sparse_rows", sparse_rows)
@@ -434,11 +459,9 @@ def scale_by_adam(
     def init_fn(params: optax.Params) -> AdamState:
         return AdamState(
             count=_tree.zero_count(),
-            momentum=_tree.state_like(params, accumulator_dtype),
-            velocity=_tree.state_like(params, accumulator_dtype),
-            velocity_hat=_tree.state_like(params, accumulator_dtype)
-            if amsgrad
-            else None,
+            momentum=_tree.state_like(params, momentum_dtype),
+            velocity=_tree.state_like(params, velocity_dtype),
+            velocity_hat=_tree.state_like(params, velocity_dtype) if amsgrad else None,
         )
 
     def update_fn(updates, state, params=None, **extra_args):

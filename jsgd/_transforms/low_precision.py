@@ -74,7 +74,7 @@ def rounded(x: jax.Array, dtype: Any) -> jax.Array:
         return near
     scale = jnp.float32(1 / float(info.smallest_subnormal))  # float16: 2**24
     subnormal = jnp.round(x * scale) / scale  # half to even, exact in float32
-    return jnp.where(jnp.abs(x) < info.smallest_normal, subnormal, near)
+    return jnp.where(jnp.abs(x) < float(info.smallest_normal), subnormal, near)
 
 
 def _step(rule: LeafRule, p: jax.Array, u: jax.Array, s: Any, key: Any, dtype=None):
