@@ -41,7 +41,7 @@ try:  # torch is optional: the benchmark and its test run without it.
 except ImportError:  # pragma: no cover - depends on the environment
     torch = None
 
-JAX_IMPLS = ("jsgd", "optax")
+JAX_IMPLS = ("jsgd", "optax", "jsgd-fused")
 TORCH_IMPLS = ("torch-foreach", "torch-fused")
 
 # Hyperparameters of the timed step (constants, as most training loops use).
@@ -132,7 +132,7 @@ def jax_factory(impl: str, config: Config) -> Callable[..., Any]:
     """
     accumulator = jnp.bfloat16 if config.bf16_velocity else None
 
-    if impl == "jsgd":
+    if impl in ("jsgd", "jsgd-fused"):  # the same optimizer; applied differently
 
         def factory(learning_rate, momentum):
             core = jsgd.sgd(
@@ -172,12 +172,19 @@ def make_jax_step(
     tx: optax.GradientTransformation,
     counter: list[int] | None = None,
     apply: Callable[[Any, Any], Any] = optax.apply_updates,
+    fused: bool = False,
 ) -> Callable[..., Any]:
-    """``jit(step, donate_argnums=(0, 1))``; ``counter[0]`` counts traces."""
+    """``jit(step, donate_argnums=(0, 1))``; ``counter[0]`` counts traces.
+
+    With ``fused``, the step is ``jsgd.apply_gradients`` (one native kernel
+    where it covers the configuration, ``update`` + apply elsewhere).
+    """
 
     def step(params, state, grads):
         if counter is not None:
             counter[0] += 1
+        if fused:
+            return jsgd.apply_gradients(tx, grads, state, params)
         updates, state = tx.update(grads, state, params)
         return apply(params, updates), state
 
@@ -241,6 +248,8 @@ def run_jax_gate(
     The learning rate (and the momentum) change between steps by writing the
     state's ``hyperparams``; returns the parameters and the number of traces.
     """
+    if impl == "jsgd-fused":
+        return run_fused_gate(config, params, grads)
     counter = [0]
     tx = optax.inject_hyperparams(jax_factory(impl, config))(
         learning_rate=GATE_LEARNING_RATES[0], momentum=GATE_MOMENTA[0]
@@ -254,6 +263,39 @@ def run_jax_gate(
         state.hyperparams["momentum"] = jnp.asarray(m)
         p, state = step(p, state, g)
     return {k: np.asarray(v) for k, v in p.items()}, counter[0]
+
+
+def run_fused_gate(
+    config: Config, params: dict[str, np.ndarray], grads: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], int]:
+    """The gate's three steps through ``jsgd.apply_gradients``.
+
+    The rate and momentum are arguments of one jitted step, the optimizer
+    built from them inside it: the fused kernel's scalars are traced, so it
+    compiles once, as the ``inject_hyperparams`` gate of the others.
+    """
+    counter = [0]
+    factory = jax_factory("jsgd-fused", config)
+
+    def step(p, state, g, lr, m):
+        counter[0] += 1
+        return jsgd.apply_gradients(factory(lr, m), g, state, p)
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    p = _to_jax(params)
+    g = {k: jnp.asarray(v) for k, v in grads.items()}
+    state = factory(GATE_LEARNING_RATES[0], GATE_MOMENTA[0]).init(p)
+    for lr, m in zip(GATE_LEARNING_RATES, GATE_MOMENTA, strict=True):
+        p, state = jitted(p, state, g, jnp.float32(lr), jnp.float32(m))
+    return {k: np.asarray(v) for k, v in p.items()}, counter[0]
+
+
+def is_fused(config: Config) -> bool:
+    """Whether ``jsgd-fused`` runs ``config`` as the native kernel here."""
+    from jsgd._training.fused import fused_rule
+
+    tx = jax_factory("jsgd-fused", config)(LEARNING_RATE, MOMENTUM)
+    return bool(jsgd.fused_available()) and fused_rule(tx) is not None
 
 
 def run_torch_gate(
@@ -321,7 +363,9 @@ class JaxRunner:
         self.params = _to_jax(params)
         self.state = self.tx.init(self.params)
         self.grads = grads
-        jitted = make_jax_step(self.tx, apply=apply_updates_for(impl))
+        jitted = make_jax_step(
+            self.tx, apply=apply_updates_for(impl), fused=impl == "jsgd-fused"
+        )
         t0 = time.perf_counter()
         self.compiled = jitted.lower(self.params, self.state, self.grads).compile()
         self.compile_s = time.perf_counter() - t0
@@ -513,6 +557,7 @@ def bench_cell(
         "bytes_per_step": config.bytes_per_param * n,
         "impls": {},
         "skipped": dict(skip),
+        "fused": is_fused(config),
     }
     for r in runners:
         stats = percentiles(samples[r.name])

@@ -29,7 +29,7 @@ import optax  # noqa: E402
 
 import jsgd  # noqa: E402
 
-IMPL_ORDER = ("jsgd", "optax", "torch-foreach", "torch-fused")
+IMPL_ORDER = ("jsgd", "optax", "jsgd-fused", "torch-foreach", "torch-fused")
 # --quick runs every configuration on the flat trees but only these on the
 # 3,000-leaf tree (compiling 3,000 leaves takes seconds per configuration).
 QUICK_CONFIGS = {"3000x3500": ("sgd", "momentum")}
@@ -46,7 +46,10 @@ def print_cell(cell: dict) -> None:
         )
         + "".join(f"  {i}: {why}" for i, why in cell.get("skipped", {}).items())
         + f"  jsgd/optax {fmt_ratio(ratio(cell, 'jsgd', 'optax'))}"
-        f"  jsgd/torch-fused {fmt_ratio(ratio(cell, 'jsgd', 'torch-fused'))}",
+        f"  jsgd/torch-fused {fmt_ratio(ratio(cell, 'jsgd', 'torch-fused'))}"
+        f"  jsgd-fused/torch-fused "
+        f"{fmt_ratio(ratio(cell, 'jsgd-fused', 'torch-fused'))}"
+        + ("" if cell.get("fused", True) else " (jsgd-fused: unfused here)"),
         flush=True,
     )
 
@@ -128,12 +131,15 @@ def markdown(results: dict) -> str:
         f"({results['bandwidth']['reference']} triad, "
         f"{results['bandwidth']['elements'] / 1e6:.0f}M float32).",
         "",
-        "Step time: median (p10-p90) in ms. GB/s and % are jsgd's.",
+        "Step time: median (p10-p90) in ms. GB/s and % are jsgd's. jsgd-fused "
+        "is `jsgd.apply_gradients` (the native kernel where it covers the cell; "
+        '"(unfused)" where it does not).',
         "",
-        "| tree | config | jsgd ms | optax ms | torch-foreach ms | torch-fused ms "
-        "| jsgd GB/s (% bw) | jsgd/optax | jsgd/torch-fused "
-        "| compile s jsgd / optax | temp bytes jsgd / optax |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tree | config | jsgd ms | optax ms | jsgd-fused ms | torch-foreach ms "
+        "| torch-fused ms | jsgd GB/s (% bw) | jsgd/optax | jsgd/torch-fused "
+        "| jsgd-fused/torch-fused | compile s jsgd / optax "
+        "| temp bytes jsgd / optax |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in results["cells"]:
         j, o = cell["impls"].get("jsgd"), cell["impls"].get("optax")
@@ -148,7 +154,9 @@ def markdown(results: dict) -> str:
             + (f" | {j['GBps']:.1f} ({100 * j['GBps'] / bw:.0f}%)" if j else " | —")
             + f" | {fmt_ratio(ratio(cell, 'jsgd', 'optax'))}"
             f" | {fmt_ratio(ratio(cell, 'jsgd', 'torch-fused'))}"
-            f" | {compile_s(j, 'jsgd')} / {compile_s(o, 'optax')}"
+            f" | {fmt_ratio(ratio(cell, 'jsgd-fused', 'torch-fused'))}"
+            + ("" if cell.get("fused", True) else " (unfused)")
+            + f" | {compile_s(j, 'jsgd')} / {compile_s(o, 'optax')}"
             f" | {fmt_bytes(j and j['temp_bytes'])}"
             f" / {fmt_bytes(o and o['temp_bytes'])} |"
         )
@@ -184,7 +192,7 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(
         rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharey=True
     )
-    colors = dict(zip(IMPL_ORDER, ("C0", "C1", "C2", "C3"), strict=True))
+    colors = dict(zip(IMPL_ORDER, ("C0", "C1", "C4", "C2", "C3"), strict=True))
     bw = results["bandwidth"]["GBps"]
     width = 0.2
     for ax, config in zip(axes.flat, configs, strict=False):
@@ -324,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     ratios = [x for c in cells if (x := ratio(c, "jsgd", "optax")) is not None]
     fused = [x for c in cells if (x := ratio(c, "jsgd", "torch-fused")) is not None]
+    kernel = [
+        x
+        for c in cells
+        if c.get("fused") and (x := ratio(c, "jsgd-fused", "torch-fused")) is not None
+    ]
     if ratios:
         print(
             f"jsgd/optax: median {statistics.median(ratios):.2f}, "
@@ -333,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"jsgd/torch-fused: median {statistics.median(fused):.2f}, "
             f"max {max(fused):.2f} over {len(fused)} cells"
+        )
+    if kernel:
+        print(
+            f"jsgd-fused/torch-fused where the kernel runs: median "
+            f"{statistics.median(kernel):.2f}, max {max(kernel):.2f} over "
+            f"{len(kernel)} cells ({jsgd.fused_available().reason})"
         )
     print(f"wrote {out}/results.json, results.md, benchmark.png")
     print(f"wall time {results['wall_s']:.0f} s")

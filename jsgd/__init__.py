@@ -7,7 +7,8 @@ learning rate inside the velocity, optax and torch outside it; jsgd gives both:
 ``chain(momentum_trace(m), scale_by_learning_rate(lr))`` optax's and torch's.
 
 The implementation is layered, each layer importing only those below it:
-``_sparse`` (row-sparse gradients), ``_common`` (tree and validation helpers),
+``_native`` (the optional native kernel's loader), ``_sparse`` (row-sparse
+gradients), ``_common`` (tree and validation helpers),
 ``_transforms`` (the gradient transformations), ``_schedules`` (Keras's
 schedules), ``_lr_scheduler`` (torch's schedulers), ``_training`` (training
 helpers for any transformation) and ``_optimizers`` (each optimizer defined
@@ -33,6 +34,7 @@ from jsgd._optimizers.multi_optimizer import MultiOptimizer, MultiOptimizerState
 from jsgd._sparse.apply_updates import apply_updates
 from jsgd._sparse.indexed_slices import IndexedSlices
 from jsgd._sparse.row_grad import value_and_row_grad
+from jsgd._training.fused import apply_gradients, fused_available
 from jsgd._training.sharding import zero1_shardings
 from jsgd._training.sweep import SweepResult, sweep
 from jsgd._training.train_step import make_train_step
@@ -77,12 +79,14 @@ __all__ = [
     "adagrad",
     "adam",
     "add_decayed_weights",
+    "apply_gradients",
     "apply_updates",
     "averaged_params",
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
     "decoupled_weight_decay",
+    "fused_available",
     "global_norm",
     "inverse_time_decay",
     "kahan_summation",

@@ -26,8 +26,8 @@ def test_gate_agrees_and_traces_once(name):
     config = _bench.CONFIGS[name]
     result = _bench.correctness_gate(config, _trees.mixed_small())
     assert result.ok, result
-    assert result.traces == {"jsgd": 1, "optax": 1}
-    expected = {"jsgd", "optax"}
+    assert result.traces == {"jsgd": 1, "optax": 1, "jsgd-fused": 1}
+    expected = {"jsgd", "optax", "jsgd-fused"}
     if _bench.torch is not None and config.torch_ok:
         expected |= {"torch-foreach", "torch-fused"}
     assert set(result.impls) == expected

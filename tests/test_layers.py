@@ -7,6 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "jsgd"
 LAYERS = [
+    "_native",  # the optional native kernels' loader: imports no jsgd module
     "_sparse",
     "_common",
     "_transforms",

@@ -29,6 +29,7 @@ from jsgd import schedules
 from jsgd._common import validation as _validation
 from jsgd._optimizers import spec as _spec
 from jsgd._optimizers.factories import adagrad, adam, rmsprop, sgd
+from jsgd._training.fused import apply_gradients
 from jsgd._training.loop import gradient_step
 
 
@@ -208,7 +209,7 @@ class KerasOptimizer:
             raise TypeError(f"`name` must be a str. Received: name={name!r}")
         rest = tuple(n for n in arguments if n not in positional)
         self._spec.validate(arguments, rest)
-        transformation = self._spec.family.build(self._spec, arguments)
+        transformation = self._spec.build(arguments)
         object.__setattr__(
             self, "_config", self._normalize({"name": name, **arguments})
         )
@@ -238,6 +239,16 @@ class KerasOptimizer:
           TypeError: if ``state`` was not made by this optimizer's ``init``.
         """
         return self._transformation.update(updates, state, params, **extra_args)
+
+    def apply_gradients(
+        self, grads: optax.Updates, state: optax.OptState, params: optax.Params
+    ) -> tuple[optax.Params, optax.OptState]:
+        """Keras's name for one applied step: see :func:`jsgd.apply_gradients`.
+
+        Returns ``(new_params, new_state)``, fused into one native kernel
+        where :func:`jsgd.apply_gradients` covers the configuration.
+        """
+        return apply_gradients(self._transformation, grads, state, params)
 
     def minimize(
         self,

@@ -19,6 +19,7 @@ import optax
 from jsgd._common import validation as _validation
 from jsgd._optimizers import spec as _spec
 from jsgd._optimizers.keras_keywords import KERAS
+from jsgd._training.fused import FusedSGD
 from jsgd._transforms.adaptive import scale_by_adagrad, scale_by_adam, scale_by_rmsprop
 from jsgd._transforms.learning_rate import scale_by_learning_rate
 from jsgd._transforms.momentum import momentum_trace
@@ -48,6 +49,32 @@ def _sgd_core(
     return [velocity_step, learning_rate_step]
 
 
+def _sgd_fused(arguments: dict[str, Any]) -> FusedSGD | None:
+    """The fused step covers SGD with these keywords only (dense, float32)."""
+    off = ("clipvalue", "clipnorm", "global_clipnorm", "loss_scale_factor")
+    others = (
+        "gradient_accumulation_steps",
+        "weight_decay_exclude",
+        "accumulator_dtype",
+    )
+    if any(arguments[k] is not None for k in (*off, *others)):
+        return None
+    if arguments["use_ema"] or not _validation.is_static_zero(arguments["decay"]):
+        return None
+
+    def unless_zero(value: Any) -> Any:
+        return None if value is None or _validation.is_static_zero(value) else value
+
+    return FusedSGD(
+        learning_rate=arguments["learning_rate"],
+        momentum=unless_zero(arguments["momentum"]),
+        nesterov=arguments["nesterov"],
+        dampening=unless_zero(arguments["dampening"]),
+        lr_in_velocity=arguments["lr_in_velocity"],
+        weight_decay=unless_zero(arguments["weight_decay"]),
+    )
+
+
 @_spec.optimizer(
     class_name="SGD",
     family=KERAS,
@@ -63,6 +90,7 @@ def _sgd_core(
     },
     config_keys=("learning_rate", "momentum", "nesterov"),
     sparse=True,
+    fused=_sgd_fused,
 )
 def sgd(  # noqa: D417 (the Keras keywords' Args come from KERAS)
     learning_rate: optax.ScalarOrSchedule = 0.01,

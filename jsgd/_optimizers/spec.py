@@ -118,6 +118,10 @@ class OptimizerSpec:
         has a ``lazy`` argument).
       core: ``core(lr_t, **own_arguments) -> [steps]``: its math, as jsgd
         transforms, at the learning rate ``lr_t`` the family computes.
+      fused: ``fused(arguments) -> rule or None``: the configuration
+        :func:`jsgd.apply_gradients` may run as one native kernel (a
+        ``FusedSGD``), attached to the transformation's ``init`` as
+        ``fused_rule``; ``None`` for optimizers it does not cover.
     """
 
     class_name: str
@@ -127,6 +131,7 @@ class OptimizerSpec:
     config_keys: tuple[str, ...]
     sparse: bool
     core: Callable[..., list[optax.GradientTransformation]]
+    fused: Callable[[dict[str, Any]], Any] | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -168,6 +173,17 @@ class OptimizerSpec:
                         f"`{other}` and `{name}` cannot both be set. Received: "
                         f"{other}={arguments[other]}, {name}={arguments[name]}"
                     )
+
+    def build(self, arguments: dict[str, Any]) -> optax.GradientTransformation:
+        """The transformation of checked arguments (the factory's and the class's).
+
+        With ``fused``, the rule is attached to its ``init`` as ``fused_rule``.
+        """
+        transformation = self.family.build(self, arguments)
+        rule = None if self.fused is None else self.fused(arguments)
+        if rule is not None:  # init is this build's own function
+            transformation.init.fused_rule = rule  # pyright: ignore
+        return transformation
 
     def bind(self, factory_name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The arguments of one call, defaults filled in, validated."""
@@ -258,6 +274,7 @@ def optimizer(
     checks: Mapping[str, Check],
     config_keys: tuple[str, ...],
     sparse: bool = False,
+    fused: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Callable[[_Factory], _Factory]:
     """Declares an optimizer: decorates its factory's signature-and-docs stub.
 
@@ -271,6 +288,8 @@ def optimizer(
         ``family``.
       config_keys: the keys ``get_config`` always reports.
       sparse: whether it takes :class:`jsgd.IndexedSlices` (with ``lazy``).
+      fused: the configurations :func:`jsgd.apply_gradients` fuses (see
+        :class:`OptimizerSpec`).
 
     Returns:
       A decorator turning the stub into the factory: arguments bound and
@@ -297,11 +316,12 @@ def optimizer(
             config_keys=config_keys,
             sparse=sparse,
             core=core,
+            fused=fused,
         )
         _check_definition(stub, spec, family)
 
         def factory(*args: Any, **kwargs: Any) -> optax.GradientTransformation:
-            return family.build(spec, spec.bind(stub.__name__, *args, **kwargs))
+            return spec.build(spec.bind(stub.__name__, *args, **kwargs))
 
         # The stub's name and signature, and its docs with the shared keywords'
         # entries; not __wrapped__, so that documentation tools read these.

@@ -15,6 +15,7 @@ import optax
 
 from jsgd._sparse.apply_updates import apply_updates
 from jsgd._sparse.indexed_slices import IndexedSlices, padded_indices
+from jsgd._training.fused import apply_gradients
 
 RowTables = Mapping[str, int]
 """``{key of an embedding table in params: position of its indices in the batch}``."""
@@ -125,6 +126,7 @@ def gradient_step(
     has_aux: bool = False,
     axis_name: Hashable | Sequence[Hashable] | None = None,
     row_tables: tuple[tuple[str, int], ...] = (),
+    fuse: bool = False,
 ) -> tuple[optax.Params, optax.OptState, Any]:
     """``(params, opt_state, value)`` after one step on ``loss_fn(params, *batch)``.
 
@@ -135,7 +137,8 @@ def gradient_step(
     first; ``aux`` stays per device, since it may hold integers or
     per-example data. With ``row_tables`` (checked by
     :func:`check_row_tables`) the tables' gradients are row gradients
-    (:func:`_value_and_row_grads`).
+    (:func:`_value_and_row_grads`). With ``fuse`` the update and its
+    application are :func:`jsgd.apply_gradients` (one device only).
     """
     local = params if axis_name is None else _per_device(params, axis_name)
     if row_tables:
@@ -146,5 +149,8 @@ def gradient_step(
         loss = jax.lax.pmean(value[0] if has_aux else value, axis_name)
         value = (loss, value[1]) if has_aux else loss
         grads = jax.lax.pmean(grads, axis_name)
+    if fuse:
+        params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
+        return params, opt_state, value
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return apply_updates(params, updates), opt_state, value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,20 @@ def _pinned_sharding(leaf: Any) -> jax.sharding.Sharding | None:
     return None
 
 
+def _on_one_device(leaves: list[Any]) -> bool:
+    """Whether every leaf is a concrete array on a single device.
+
+    Only then may the step take the fused kernel: XLA cannot partition a
+    custom call over a sharded layout (it would gather the whole model).
+    """
+    return all(
+        isinstance(x, jax.Array)
+        and not isinstance(x, Tracer)
+        and len(x.sharding.device_set) == 1
+        for x in leaves
+    )
+
+
 class _TrainStep:
     """The callable :func:`make_train_step` returns (see its docstring)."""
 
@@ -40,7 +55,8 @@ class _TrainStep:
         state_leaves, state_tree = jax.tree.flatten(opt_state)
         param_shardings = tuple(map(_pinned_sharding, param_leaves))
         state_shardings = tuple(map(_pinned_sharding, state_leaves))
-        key = (param_tree, param_shardings, state_tree, state_shardings)
+        fuse = _on_one_device(param_leaves + state_leaves)
+        key = (param_tree, param_shardings, state_tree, state_shardings, fuse)
         jitted = self._jitted.get(key)
         if jitted is None:
             # Outputs keep their inputs' shardings: XLA's propagation alone may
@@ -53,7 +69,7 @@ class _TrainStep:
                 None,
             )
             jitted = jax.jit(
-                self._step,
+                functools.partial(self._step, fuse=fuse),
                 out_shardings=out_shardings,
                 donate_argnums=self._donate_argnums,
             )
@@ -81,7 +97,9 @@ def make_train_step(
 
     One training step: the gradient of ``loss_fn(params, *batch)``, then
     ``optimizer.update`` (given the parameters, for weight decay) and
-    :func:`jsgd.apply_updates`, compiled with ``jax.jit``.
+    :func:`jsgd.apply_updates`, compiled with ``jax.jit``. On one device
+    (no ``axis_name``) the last two are :func:`jsgd.apply_gradients`: one
+    fused native kernel for the SGD configurations it covers.
 
     * In place: ``params`` and ``opt_state`` are donated (``donate=True``), so
       the new ones are written into their buffers instead of beside them, and
@@ -153,7 +171,9 @@ def make_train_step(
     """
     tables = check_row_tables(row_tables, axis_name)
 
-    def step(params: Any, opt_state: Any, *batch: Any) -> tuple[Any, Any, Any]:
+    def step(
+        params: Any, opt_state: Any, *batch: Any, fuse: bool = False
+    ) -> tuple[Any, Any, Any]:
         return gradient_step(
             loss_fn,
             optimizer,
@@ -163,6 +183,7 @@ def make_train_step(
             has_aux=has_aux,
             axis_name=axis_name,
             row_tables=tables,
+            fuse=fuse and axis_name is None,
         )
 
     return _TrainStep(step, donate)

@@ -131,7 +131,7 @@ def momentum_trace(
         )
         gain_as = None
         if not undamped:
-            plain = (state.count == 0) | _is_zero_in_float32(momentum)
+            plain = (state.count == 0) | is_zero_in_float32(momentum)
             gain = jnp.where(plain, 1.0, 1 - dampening)
             gain_as = _tree.scalar_cache(
                 lambda dtype: _tree.hyperparameter_as(gain, dtype)
@@ -191,7 +191,7 @@ def momentum_trace(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _is_zero_in_float32(momentum: jax.typing.ArrayLike) -> jax.Array | bool:
+def is_zero_in_float32(momentum: jax.typing.ArrayLike) -> jax.Array | bool:
     """Whether ``momentum`` is 0 once read as float32 (then torch's plain SGD).
 
     A concrete value is decided here, exactly: compared by XLA:CPU, which

@@ -1,0 +1,247 @@
+"""jsgd.apply_gradients: the fused native SGD step against the unfused chain.
+
+The kernel (jsgd/_native/fused_sgd.cc) rounds each operation as the unfused
+chain run op by op does, so it equals that bit for bit. A jitted unfused step
+may differ by an ulp per operation: XLA:CPU contracts ``a * b + c`` into a
+fused multiply-add inside its loop fusions (and evaluates a schedule in the
+same program), so the comparison with it is within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jsgd
+from jsgd._native import library as _library
+from jsgd._training.fused import fused_rule
+
+SCHEDULE = jsgd.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
+COVERED = {
+    "plain": {},
+    "momentum": {"momentum": 0.9},
+    "nesterov": {"momentum": 0.9, "nesterov": True},
+    "optax-rule": {"momentum": 0.9, "lr_in_velocity": False},
+    "optax-nesterov": {"momentum": 0.9, "nesterov": True, "lr_in_velocity": False},
+    "dampening": {"momentum": 0.8, "dampening": 0.3, "lr_in_velocity": False},
+    "keras-dampening": {"momentum": 0.8, "dampening": 0.3},
+    "weight-decay": {"weight_decay": 0.1},
+    "momentum-weight-decay": {"momentum": 0.5, "weight_decay": 0.05},
+    "nesterov-weight-decay": {
+        "momentum": 0.9,
+        "nesterov": True,
+        "lr_in_velocity": False,
+        "weight_decay": 0.01,
+    },
+}
+NATIVE = bool(jsgd.fused_available())
+
+
+def _tree(seed: int, leaves: int = 3):
+    rng = np.random.default_rng(seed)
+    shapes = [(300, 700), (5,), ()][:leaves]  # 70,002 elements a leaf on average
+    return {
+        f"w{i}": jnp.asarray(rng.normal(size=shape), jnp.float32)
+        for i, shape in enumerate(shapes)
+    }
+
+
+def _unfused(opt, grads, state, params):
+    updates, state = opt.update(grads, state, params)
+    return jsgd.apply_updates(params, updates), state
+
+
+def _assert_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _lowered_text(opt, grads, state, params) -> str:
+    fused = jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))
+    return fused.lower(grads, state, params).as_text()
+
+
+def test_the_native_kernel_is_built_where_a_compiler_is():
+    # .ci/run installs with a compiler: there the kernel must be available.
+    has_compiler = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+    if os.environ.get("JSGD_FUSED") == "0" or not has_compiler:
+        pytest.skip("no compiler here, or the fused step is disabled")
+    status = jsgd.fused_available()
+    assert status, status.reason
+    assert str(_library.LIBRARY) in status.reason
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native kernel")
+@pytest.mark.parametrize("name", list(COVERED))
+def test_fused_equals_the_unfused_chain_op_by_op(name):
+    opt = jsgd.SGD(0.05, **COVERED[name])
+    fused = jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))
+    params = _tree(0)
+    mine, theirs = (params, opt.init(params)), (params, opt.init(params))
+    for k in range(6):
+        grads = _tree(100 + k)
+        mine = fused(grads, mine[1], mine[0])
+        theirs = _unfused(opt, grads, theirs[1], theirs[0])  # eagerly, op by op
+        _assert_equal(mine, theirs)
+    assert "jsgd_fused_sgd" in _lowered_text(opt, grads, mine[1], mine[0])
+
+
+def test_inject_hyperparams_takes_the_unfused_path():
+    # The rate is traced inside the wrapper's update: the kernel is not used,
+    # and the step is exactly the jitted unfused one.
+    opt = optax.inject_hyperparams(lambda learning_rate: jsgd.SGD(learning_rate))(
+        learning_rate=0.05
+    )
+    assert fused_rule(opt) is None
+    params, grads = _tree(0), _tree(1)
+    state = opt.init(params)
+    assert "jsgd_fused_sgd" not in _lowered_text(opt, grads, state, params)
+    _assert_equal(
+        jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))(
+            grads, state, params
+        ),
+        jax.jit(lambda g, s, p: _unfused(opt, g, s, p))(grads, state, params),
+    )
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native kernel")
+@pytest.mark.parametrize("name", list(COVERED))
+def test_fused_follows_the_jitted_chain_and_a_schedule(name):
+    opt = jsgd.SGD(SCHEDULE, **COVERED[name])
+    fused = jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))
+    unfused = jax.jit(lambda g, s, p: _unfused(opt, g, s, p))
+    params = _tree(1)
+    mine, theirs = (params, opt.init(params)), (params, opt.init(params))
+    for k in range(20):
+        grads = _tree(200 + k)
+        mine, theirs = fused(grads, *mine[::-1]), unfused(grads, *theirs[::-1])
+    assert jax.tree.structure(mine) == jax.tree.structure(theirs)
+    for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    assert "jsgd_fused_sgd" in _lowered_text(opt, grads, mine[1], mine[0])
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [
+        jsgd.SGD(0.1, momentum=0.9, clipnorm=1.0),
+        jsgd.SGD(0.1, momentum=0.9, use_ema=True),
+        jsgd.SGD(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16),
+        jsgd.Adam(0.1),
+        optax.sgd(0.1, momentum=0.9),
+        jsgd.torch.SGD(0.1, momentum=0.9),
+    ],
+    ids=["clipnorm", "ema", "bf16-velocity", "adam", "optax", "torch"],
+)
+def test_everything_else_takes_the_unfused_path(opt):
+    params = _tree(2)
+    state = opt.init(params)
+    grads = _tree(3)
+    assert "jsgd_fused_sgd" not in _lowered_text(opt, grads, state, params)
+    _assert_equal(
+        jsgd.apply_gradients(opt, grads, state, params),
+        _unfused(opt, grads, state, params),
+    )
+
+
+def test_bfloat16_leaves_and_row_updates_are_unfused():
+    opt = jsgd.SGD(0.1, momentum=0.9)
+    params = {"w": jnp.ones(4, jnp.bfloat16)}
+    state = opt.init(params)
+    grads = {"w": jnp.ones(4, jnp.bfloat16)}
+    assert "jsgd_fused_sgd" not in _lowered_text(opt, grads, state, params)
+    table = {"t": jnp.ones((6, 2))}
+    rows = {"t": jsgd.IndexedSlices(jnp.ones((2, 2)), jnp.array([1, 4]), (6, 2))}
+    state = opt.init(table)
+    _assert_equal(
+        jsgd.apply_gradients(opt, rows, state, table),
+        _unfused(opt, rows, state, table),
+    )
+
+
+def test_the_fallback_when_disabled(monkeypatch):
+    monkeypatch.setenv("JSGD_FUSED", "0")
+    status = jsgd.fused_available()
+    assert not status and "JSGD_FUSED=0" in status.reason
+    opt = jsgd.SGD(0.1, momentum=0.9)
+    params, grads = _tree(4), _tree(5)
+    state = opt.init(params)
+    assert "jsgd_fused_sgd" not in _lowered_text(opt, grads, state, params)
+    unfused = jax.jit(lambda g, s, p: _unfused(opt, g, s, p))
+    _assert_equal(
+        jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))(
+            grads, state, params
+        ),
+        unfused(grads, state, params),
+    )
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native kernel")
+def test_in_place_with_donation_many_leaves_and_the_method():
+    opt = jsgd.SGD(0.01, momentum=0.9, nesterov=True)
+    rng = np.random.default_rng(6)
+    params = {  # the most leaves one kernel call takes, one of them big
+        f"l{i}": jnp.asarray(rng.normal(size=35), jnp.float32) for i in range(63)
+    }
+    params["big"] = jnp.asarray(rng.normal(size=(1000, 5000)), jnp.float32)
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = opt.init(params)
+    expected = _unfused(opt, grads, state, params)
+    # Donated in the order of the results (params, then state), as
+    # make_train_step does: JAX pairs donated buffers with results in order.
+    step = jax.jit(lambda p, s, g: opt.apply_gradients(g, s, p), donate_argnums=(0, 1))
+    pointer = params["big"].unsafe_buffer_pointer()
+    new_params, new_state = step(params, state, grads)
+    assert new_params["big"].unsafe_buffer_pointer() == pointer  # written in place
+    _assert_equal((new_params, new_state), expected)
+    # One leaf more (or a small tree): the unfused path.
+    params["extra"] = jnp.ones(3)
+    state = opt.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    assert "jsgd_fused_sgd" not in _lowered_text(opt, grads, state, params)
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native kernel")
+def test_make_train_step_uses_it_on_one_device_only():
+    opt = jsgd.SGD(0.1, momentum=0.9)
+
+    def loss_fn(params, x):
+        return jnp.sum((params["w"] * x) ** 2)
+
+    step = jsgd.make_train_step(loss_fn, opt, donate=False)
+    params = {"w": jnp.ones(1 << 17)}
+    state = opt.init(params)
+    x = jnp.linspace(0, 1, 1 << 17)
+    assert "jsgd_fused_sgd" in step.lower(params, state, x).as_text()
+    mesh = jax.make_mesh((8,), ("d",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+    sharded = jax.device_put(params, sharding)
+    sharded_state = opt.init(sharded)
+    assert "jsgd_fused_sgd" not in step.lower(sharded, sharded_state, x).as_text()
+    one, _, _ = step(params, state, x)
+    many, _, _ = step(sharded, sharded_state, x)
+    np.testing.assert_allclose(np.asarray(one["w"]), np.asarray(many["w"]), rtol=1e-6)
+    assert many["w"].sharding.is_equivalent_to(sharding, 1)
+
+
+@pytest.mark.skipif(not NATIVE, reason="no native kernel")
+def test_vmap_steps_each_lane_alike():
+    opt = jsgd.SGD(0.1, momentum=0.9)
+    assert "jsgd_fused_sgd" not in _lowered_text(  # too small a tree: XLA's
+        opt, {"w": jnp.ones(8)}, opt.init({"w": jnp.ones(8)}), {"w": jnp.ones(8)}
+    )
+    n = 1 << 16
+    params = {"w": jnp.linspace(-1, 1, n)}
+    state = opt.init(params)
+    grads = {"w": jnp.stack([jnp.linspace(0, 1, n), jnp.linspace(1, 2, n)])}
+    lanes = jax.vmap(lambda g: jsgd.apply_gradients(opt, g, state, params))(grads)
+    for i in range(2):
+        lane = jax.tree.map(lambda x, i=i: x[i], lanes)
+        _assert_equal(lane, _unfused(opt, {"w": grads["w"][i]}, state, params))
