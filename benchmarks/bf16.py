@@ -619,7 +619,7 @@ def main() -> None:
         "--plot",
         default=None,
         help="where to save the loss curves ('' for none; default "
-        "docs/img/bf16_loss.png, none with --quick)",
+        "docs/images/bf16_loss.png, none with --quick)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -627,7 +627,7 @@ def main() -> None:
     else:
         steps, rounds, big = args.steps, args.rounds, args.big_params
     if args.plot is None:
-        args.plot = "" if args.quick else "docs/img/bf16_loss.png"
+        args.plot = "" if args.quick else "docs/images/bf16_loss.png"
     print(
         f"jax {jax.__version__}, optax {optax.__version__} on "
         f"{jax.devices()[0].device_kind}, {os.cpu_count()} CPU cores; "

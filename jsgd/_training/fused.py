@@ -214,7 +214,8 @@ def apply_gradients(
       ``(new_params, new_opt_state)``.
 
     Raises:
-      Whatever ``optimizer.update`` raises for bad input.
+      ValueError: if ``grads`` and ``params`` differ in structure (and
+        whatever ``optimizer.update`` raises for bad input).
 
     Examples:
       >>> import jax.numpy as jnp, jsgd

@@ -104,7 +104,7 @@ def _rows_step(rule: LeafRule, p: jax.Array, u: IndexedSlices, s: Any, key: Any)
     s_rows = None if s is None else gather_rows(s, rows.indices)
     values, new_rows = _step(rule, p_rows, rows.values, s_rows, key, u.dtype)
     update = IndexedSlices(values, rows.indices, u.dense_shape)
-    if s is None:
+    if s is None or new_rows is None:
         return update, None
     return update, scatter_rows(s, rows.indices, new_rows)
 
@@ -149,8 +149,10 @@ def map_low_precision(
             out_buffers.append(s)
             continue
         key = None if keys is None else keys(index)
-        leaf = _rows_step if isinstance(u, IndexedSlices) else _step
-        new_u, new_s = leaf(rule, jnp.asarray(p), u, s, key)
+        if isinstance(u, IndexedSlices):
+            new_u, new_s = _rows_step(rule, jnp.asarray(p), u, s, key)
+        else:
+            new_u, new_s = _step(rule, jnp.asarray(p), u, s, key)
         out_updates.append(new_u)
         out_buffers.append(new_s)
     new_buffers = None if buffers is None else treedef.unflatten(out_buffers)
