@@ -105,6 +105,20 @@ def cases(
 oracle = pytest.mark.oracle
 
 
+def rotating(names: Sequence[str], *, share: int = 3, salt: int = 0) -> list:
+    """``names`` as pytest parameters, all but every ``share``-th marked oracle.
+
+    For a contract test run over every registry entry: each test keeps a
+    different third of the entries (``salt`` shifts which), so the default
+    run still takes every entry through several of the contract tests, and
+    the marked run the rest. Ids are the names.
+    """
+    return [
+        pytest.param(name, id=name, marks=() if (i + salt) % share == 0 else oracle)
+        for i, name in enumerate(names)
+    ]
+
+
 def in_default_run(params) -> list[tuple]:
     """The values of the parameter sets (of ``cases`` or ``seeds``) that the
     default run keeps: those without the oracle marker."""
