@@ -23,7 +23,7 @@ from jsgd._common import tree as _tree
 from jsgd._native import library as _library
 from jsgd._sparse.apply_updates import apply_updates
 from jsgd._transforms.learning_rate import ScheduleState
-from jsgd._transforms.momentum import MomentumState, is_zero_in_float32
+from jsgd._transforms.momentum import MomentumState, damping_gain
 from jsgd._transforms.step_count import is_counted
 
 _MOMENTUM, _NESTEROV, _LR_IN_VELOCITY, _WEIGHT_DECAY = 1, 2, 4, 8
@@ -90,8 +90,7 @@ def _gain(rule: FusedSGD, count: jax.Array) -> jax.Array:
     """momentum_trace's gain on the update: torch's undamped first step."""
     if rule.dampening is None:
         return jnp.float32(1.0)  # momentum_trace multiplies by nothing: same bits
-    plain = (count == 0) | is_zero_in_float32(rule.momentum)
-    return _f32(jnp.where(plain, 1.0, 1 - rule.dampening))
+    return _f32(damping_gain(count, rule.momentum, rule.dampening))
 
 
 def _covers(params: Any, grads: Any, velocity: Any) -> bool:

@@ -131,8 +131,7 @@ def momentum_trace(
         )
         gain_as = None
         if not undamped:
-            plain = (state.count == 0) | is_zero_in_float32(momentum)
-            gain = jnp.where(plain, 1.0, 1 - dampening)
+            gain = damping_gain(state.count, momentum, dampening)
             gain_as = _tree.scalar_cache(
                 lambda dtype: _tree.hyperparameter_as(gain, dtype)
             )
@@ -189,6 +188,16 @@ def momentum_trace(
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def damping_gain(count: jax.Array, momentum: Any, dampening: Any) -> jax.Array:
+    """The update's factor ``1 - d``; 1 on the first step and for momentum 0.
+
+    torch stores the first update undamped, and a momentum of 0 (possibly
+    traced) is plain SGD, undamped.
+    """
+    plain = (count == 0) | is_zero_in_float32(momentum)
+    return jnp.where(plain, 1.0, 1 - dampening)
 
 
 def is_zero_in_float32(momentum: jax.typing.ArrayLike) -> jax.Array | bool:
