@@ -132,7 +132,27 @@ def jax_factory(impl: str, config: Config) -> Callable[..., Any]:
     """
     accumulator = jnp.bfloat16 if config.bf16_velocity else None
 
-    if impl in ("jsgd", "jsgd-fused"):  # the same optimizer; applied differently
+    if impl == "jsgd-fused":  # the same steps, in the forms the kernel covers
+
+        def factory(learning_rate, momentum):
+            m = momentum if config.momentum else 0.0
+            if config.weight_decay is not None:  # torch's coupled weight decay
+                return jsgd.torch.SGD(
+                    learning_rate,
+                    momentum=m,
+                    weight_decay=config.weight_decay,
+                    nesterov=config.nesterov,
+                )
+            return jsgd.sgd(
+                learning_rate,
+                m,
+                config.nesterov,
+                global_clipnorm=config.clip,
+                lr_in_velocity=False,
+                accumulator_dtype=accumulator,
+            )
+
+    elif impl == "jsgd":
 
         def factory(learning_rate, momentum):
             core = jsgd.sgd(
@@ -290,12 +310,15 @@ def run_fused_gate(
     return {k: np.asarray(v) for k, v in p.items()}, counter[0]
 
 
-def is_fused(config: Config) -> bool:
-    """Whether ``jsgd-fused`` runs ``config`` as the native kernel here."""
-    from jsgd._training.fused import fused_rule
-
+def is_fused(config: Config, params: dict[str, Any]) -> bool:
+    """Whether ``jsgd-fused`` runs ``config`` on ``params`` as the native kernel."""
     tx = jax_factory("jsgd-fused", config)(LEARNING_RATE, MOMENTUM)
-    return bool(jsgd.fused_available()) and fused_rule(tx) is not None
+    shapes = {
+        k: jax.ShapeDtypeStruct(np.shape(v), jnp.float32) for k, v in params.items()
+    }
+    state = jax.eval_shape(tx.init, shapes)
+    step = jax.jit(lambda p, s, g: jsgd.apply_gradients(tx, g, s, p))
+    return "jsgd_fused_sgd" in step.lower(shapes, state, shapes).as_text()
 
 
 def run_torch_gate(
@@ -557,7 +580,7 @@ def bench_cell(
         "bytes_per_step": config.bytes_per_param * n,
         "impls": {},
         "skipped": dict(skip),
-        "fused": is_fused(config),
+        "fused": is_fused(config, params),
     }
     for r in runners:
         stats = percentiles(samples[r.name])

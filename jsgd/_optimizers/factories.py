@@ -50,13 +50,9 @@ def _sgd_core(
 
 
 def _sgd_fused(arguments: dict[str, Any]) -> FusedSGD | None:
-    """The fused step covers SGD with these keywords only (dense, float32)."""
-    off = ("clipvalue", "clipnorm", "global_clipnorm", "loss_scale_factor")
-    others = (
-        "gradient_accumulation_steps",
-        "weight_decay_exclude",
-        "accumulator_dtype",
-    )
+    """The fused step covers SGD without these keywords (dense, float32)."""
+    off = ("clipvalue", "clipnorm", "loss_scale_factor")
+    others = ("gradient_accumulation_steps", "weight_decay_exclude")
     if any(arguments[k] is not None for k in (*off, *others)):
         return None
     if arguments["use_ema"] or not _validation.is_static_zero(arguments["decay"]):
@@ -72,6 +68,7 @@ def _sgd_fused(arguments: dict[str, Any]) -> FusedSGD | None:
         dampening=unless_zero(arguments["dampening"]),
         lr_in_velocity=arguments["lr_in_velocity"],
         weight_decay=unless_zero(arguments["weight_decay"]),
+        global_clipnorm=arguments["global_clipnorm"],
     )
 
 

@@ -182,6 +182,9 @@ class OptimizerSpec:
         transformation = self.family.build(self, arguments)
         rule = None if self.fused is None else self.fused(arguments)
         if rule is not None:  # init is this build's own function
+            view = getattr(transformation.init, "fused_view", None)
+            if view is not None:  # the family's state layout (torch's groups)
+                rule = dataclasses.replace(rule, view=view)
             transformation.init.fused_rule = rule  # pyright: ignore
         return transformation
 

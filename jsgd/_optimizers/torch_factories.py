@@ -24,6 +24,7 @@ from jsgd._common import validation as _validation
 from jsgd._optimizers import spec as _spec
 from jsgd._optimizers import torch_checks as _checks
 from jsgd._optimizers.torch_family import TORCH, refuse_sparse
+from jsgd._training.fused import FusedSGD
 from jsgd._transforms.adaptive import scale_by_adagrad, scale_by_adam, scale_by_rmsprop
 from jsgd._transforms.learning_rate import inverse_time_decay, scale_by_learning_rate
 from jsgd._transforms.momentum import momentum_trace
@@ -38,6 +39,23 @@ def _coupled_weight_decay(weight_decay: Any) -> Steps:
     if _validation.is_static_zero(weight_decay):
         return []
     return [add_decayed_weights(weight_decay, lazy=False)]
+
+
+def _sgd_fused(values: dict[str, Any]) -> FusedSGD:
+    """The fused step's rule for one group's values (jsgd.apply_gradients)."""
+
+    def unless_zero(value: Any) -> Any:
+        return None if _validation.is_static_zero(value) else value
+
+    return FusedSGD(
+        learning_rate=values["lr"],
+        momentum=unless_zero(values["momentum"]),
+        nesterov=values["nesterov"],
+        dampening=unless_zero(values["dampening"]),
+        lr_in_velocity=False,
+        coupled_weight_decay=unless_zero(values["weight_decay"]),
+        maximize=values["maximize"],
+    )
 
 
 def _sgd_core(
@@ -80,6 +98,7 @@ def _sgd_core(
     },
     config_keys=(),
     sparse=True,
+    fused=_sgd_fused,
 )
 def SGD(  # noqa: D417 (the shared Args come from TORCH)
     lr: optax.ScalarOrSchedule = 1e-3,

@@ -27,6 +27,7 @@ from jsgd._optimizers import spec as _spec
 from jsgd._optimizers import torch_groups as _groups
 from jsgd._optimizers.keras_keywords import checked_chain
 from jsgd._sparse.indexed_slices import IndexedSlices
+from jsgd._training.fused import FusedView
 from jsgd._transforms.real_view import as_real_view
 
 
@@ -231,9 +232,13 @@ def torch_chain(
         updates, groups_state = transformation.update(
             updates, state.groups, params, **extra_args
         )
+        return updates, advanced(state, groups_state, extra_args.get("value"))
+
+    def advanced(state: OptimizerState, groups_state: Any, value: Any):
+        """The state after a step: the groups' new state, the scheduler stepped."""
         scheduler_state = state.scheduler
         if scheduler is not None and scheduler_state is not None:
-            stepped = scheduler.step(scheduler_state, extra_args.get("value"))
+            stepped = scheduler.step(scheduler_state, value)
             if steps_per_epoch is None:
                 scheduler_state = stepped
             else:
@@ -241,15 +246,43 @@ def torch_chain(
                 scheduler_state = jax.tree.map(
                     functools.partial(jnp.where, epoch_ends), stepped, scheduler_state
                 )
-        return updates, OptimizerState(
+        return OptimizerState(
             step=_tree.increment(state.step, steps_per_epoch or 1),
             scheduler=scheduler_state,
             groups=groups_state,
         )
 
+    def fused_view(state: Any) -> Any:
+        """The one group's chain, for jsgd.apply_gradients (``None``: unfused)."""
+        if spec.fused is None or not isinstance(state, OptimizerState):
+            return None
+        inner = getattr(state.groups, "inner_states", None)
+        if not isinstance(inner, dict) or len(inner) != 1:
+            return None  # several groups: each has its own chain
+        ((index, masked),) = inner.items()
+        chain = getattr(masked, "inner_state", None)
+        if type(chain) is not tuple:
+            return None
+        values = dict(groups[index].values if index < len(groups) else defaults)
+        if state.scheduler is not None:
+            values = _with_scheduled(
+                values, {k: state.scheduler.values[k][0] for k in scheduled}
+            )
+        rule = spec.fused(values)
+        if rule is None:
+            return None
+
+        def rebuild(new_chain: tuple[Any, ...]) -> OptimizerState:
+            new_masked = masked._replace(inner_state=new_chain)
+            groups_state = state.groups._replace(inner_states={index: new_masked})
+            return advanced(state, groups_state, None)
+
+        return FusedView(chain, rule, rebuild)
+
     init_fn.torch_info = TorchOptimizerInfo(
         spec, defaults, tuple(groups), scheduler, steps_per_epoch
     )
+    init_fn.fused_view = fused_view
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 

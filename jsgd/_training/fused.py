@@ -12,6 +12,7 @@ updates, the GPU) takes ``update`` + :func:`jsgd.apply_updates`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -22,16 +23,23 @@ import optax
 from jsgd._common import tree as _tree
 from jsgd._native import library as _library
 from jsgd._sparse.apply_updates import apply_updates
+from jsgd._transforms.clipping import clip_scale, global_norm
 from jsgd._transforms.learning_rate import ScheduleState
 from jsgd._transforms.momentum import MomentumState, damping_gain
 from jsgd._transforms.step_count import is_counted
 
-_MOMENTUM, _NESTEROV, _LR_IN_VELOCITY, _WEIGHT_DECAY = 1, 2, 4, 8
+# The kernel's flags (fused_sgd.cc).
+_MOMENTUM, _NESTEROV, _LR_IN_VELOCITY = 1, 2, 4
+_DECOUPLED_DECAY, _COUPLED_DECAY, _BF16_VELOCITY = 8, 16, 32
 
 
 @dataclasses.dataclass(frozen=True)
 class FusedSGD:
     """An SGD configuration the fused step covers, as its optimizer built it.
+
+    The step it describes is the kernel's (``jsgd/_native/fused_sgd.cc``),
+    in this order: clip, ``maximize``, coupled weight decay, momentum (either
+    learning-rate rule), decoupled weight decay.
 
     Attributes:
       learning_rate: a number, 0-d array or schedule of the step count.
@@ -40,6 +48,12 @@ class FusedSGD:
       dampening: torch's dampening (first step undamped), or ``None`` for 0.
       lr_in_velocity: Keras's rule (True) or optax's and torch's.
       weight_decay: Keras 3's decoupled weight decay, or ``None``.
+      coupled_weight_decay: torch's ``g + wd * w`` before the momentum, or
+        ``None``.
+      maximize: torch's ``maximize`` (``g = -g`` first).
+      global_clipnorm: Keras's clip by the global norm, or ``None``.
+      view: ``view(state) -> FusedView | None`` for a state that is not the
+        chain's own tuple (``None`` from it: the unfused path).
     """
 
     learning_rate: Any
@@ -47,7 +61,28 @@ class FusedSGD:
     nesterov: bool
     dampening: Any
     lr_in_velocity: bool
-    weight_decay: Any
+    weight_decay: Any = None
+    coupled_weight_decay: Any = None
+    maximize: bool = False
+    global_clipnorm: Any = None
+    view: Callable[[Any], FusedView | None] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedView:
+    """An optimizer state as the fused step reads it.
+
+    Attributes:
+      chain: the SGD chain's state, a tuple of its steps' states.
+      rule: this step's configuration (a torch state's group values and
+        scheduled hyperparameters, say).
+      rebuild: ``rebuild(new_chain) -> new_state``: the whole state after the
+        step, everything outside the chain advanced as ``update`` does.
+    """
+
+    chain: tuple[Any, ...]
+    rule: FusedSGD
+    rebuild: Callable[[tuple[Any, ...]], Any]
 
 
 def fused_available() -> _library.FusedStatus:
@@ -81,44 +116,40 @@ def _f32(value: Any) -> jax.Array:
     return _tree.hyperparameter_as(value, jnp.dtype(jnp.float32))
 
 
-def _learning_rate(rule: FusedSGD, count: jax.Array) -> jax.Array:
-    rate = rule.learning_rate
-    return _f32(rate(count) if callable(rate) else rate)
+def _velocity_dtype(velocity: Any) -> Any:
+    """float32 or bfloat16 when every velocity leaf has it, else ``None``."""
+    dtypes = {jnp.result_type(x) for x in jax.tree.leaves(velocity)}
+    if len(dtypes) != 1:
+        return None
+    dtype = dtypes.pop()
+    return dtype if dtype in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)) else None
 
 
-def _gain(rule: FusedSGD, count: jax.Array) -> jax.Array:
-    """momentum_trace's gain on the update: torch's undamped first step."""
-    if rule.dampening is None:
-        return jnp.float32(1.0)  # momentum_trace multiplies by nothing: same bits
-    return _f32(damping_gain(count, rule.momentum, rule.dampening))
+def _is_float32_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.result_type(x) == jnp.float32
 
 
 def _covers(params: Any, grads: Any, velocity: Any) -> bool:
+    """Dense float32 parameters and gradients, a float32 or bfloat16 velocity."""
     leaves = jax.tree.leaves(params)
-    trees = [jax.tree.leaves(grads, is_leaf=_tree.is_update_leaf)]
-    if velocity is not None:
-        trees.append(jax.tree.leaves(velocity))
-    f32 = jnp.dtype(jnp.float32)
-    return bool(leaves) and all(
-        len(tree) == len(leaves)
-        and all(
-            isinstance(x, (jax.Array, np.ndarray)) and jnp.result_type(x) == f32
-            for x in tree
-        )
-        for tree in [leaves, *trees]
-    )
+    grad_leaves = jax.tree.leaves(grads, is_leaf=_tree.is_update_leaf)
+    if not leaves or len(grad_leaves) != len(leaves):
+        return False
+    if not all(_is_float32_array(x) for x in (*leaves, *grad_leaves)):
+        return False
+    if velocity is None:
+        return True
+    velocity_leaves = jax.tree.leaves(velocity)
+    return len(velocity_leaves) == len(leaves) and _velocity_dtype(velocity) is not None
 
 
-# At most this many leaves go to the kernel, in one call. XLA compiles a
-# custom call in time quadratic in its aliased operands (1,000 leaves: 37 s),
-# and split into calls of 64 leaves the 3,000-leaf tree of benchmarks/run.py
-# stepped slower than XLA's own loops (30 ms against 25 ms a step, measured
-# on the 2-core machine: each call costs about 0.6 ms there), so a larger
-# tree takes the unfused path.
-MAX_FUSED_LEAVES = 64
-# And only leaves of this many elements on average: below it the call's fixed
-# cost (about 25 us) outweighs the saved traffic (measured: 8 leaves of 10,000
-# took 0.103 ms fused, 0.061 ms by XLA; one of 10^6 0.45 ms against 1.01 ms).
+# One kernel call takes at most this many leaves; a larger tree takes several.
+# XLA compiles a custom call in time quadratic in its aliased operands (1,000
+# leaves in one call: 37 s; 64: 0.1 s, measured on the 2-core machine).
+LEAVES_PER_CALL = 64
+# And only trees of this many elements a leaf on average: below it JAX's cost
+# per array passed to and from the step is most of the step, fused or not
+# (measured: 8 leaves of 10,000 took 0.103 ms fused, 0.061 ms by XLA).
 MIN_MEAN_LEAF_SIZE = 1 << 16
 
 
@@ -140,40 +171,78 @@ def _call(scalars, p, g, v, flags: int) -> tuple[list[Any], list[Any]]:
     return list(results[:n]), list(results[n:])
 
 
+def _view(rule: FusedSGD, state: Any) -> FusedView | None:
+    if rule.view is not None:
+        return rule.view(state)
+    if type(state) is not tuple:  # the chain's own state (jsgd.sgd, jsgd.SGD)
+        return None
+    return FusedView(state, rule, lambda chain: chain)
+
+
+def _velocity_of(view: FusedView) -> Any:
+    return next((s.velocity for s in view.chain if isinstance(s, MomentumState)), None)
+
+
+def _scalars_and_flags(view: FusedView, grads, velocity_dtype):
+    """The kernel's six scalars (float32) and flags for this step."""
+    chain, rule = view.chain, view.rule
+    schedules = [s for s in chain if isinstance(s, ScheduleState)]
+    count = schedules[0].count if schedules else jnp.zeros([], jnp.int32)
+    rate = rule.learning_rate
+    lr = _f32(rate(count) if callable(rate) else rate)
+    momentum = rule.momentum
+    one, zero = jnp.float32(1.0), jnp.float32(0.0)
+    m, gain, minus_lr_wd, wd = zero, one, zero, zero
+    flags = 0
+    velocity_state = next((s for s in chain if isinstance(s, MomentumState)), None)
+    if velocity_state is not None:
+        flags |= _MOMENTUM | (_NESTEROV if rule.nesterov else 0)
+        flags |= _LR_IN_VELOCITY if rule.lr_in_velocity else 0
+        flags |= _BF16_VELOCITY if velocity_dtype == jnp.bfloat16 else 0
+        m = _f32(momentum)
+        if rule.dampening is not None:  # else momentum_trace multiplies by nothing
+            gain = _f32(damping_gain(velocity_state.count, momentum, rule.dampening))
+    if rule.weight_decay is not None:
+        flags |= _DECOUPLED_DECAY
+        minus_lr_wd = -(_f32(rule.weight_decay) * lr)
+    if rule.coupled_weight_decay is not None:
+        flags |= _COUPLED_DECAY
+        wd = _f32(rule.coupled_weight_decay)
+    grad_scale = one
+    if rule.global_clipnorm is not None:
+        grad_scale = clip_scale(global_norm(grads), rule.global_clipnorm)
+    if rule.maximize:
+        grad_scale = -grad_scale
+    scalars = jnp.stack([-lr, m, gain, minus_lr_wd, grad_scale, wd])
+    return scalars.astype(jnp.float32), flags
+
+
 def _fused_step(rule: FusedSGD, params, grads, state):
     """``(params, state)`` by the native kernel; the state's counts stepped."""
-    schedules = [s for s in state if isinstance(s, ScheduleState)]
-    count = schedules[0].count if schedules else jnp.zeros([], jnp.int32)
-    velocity_at = [i for i, s in enumerate(state) if isinstance(s, MomentumState)]
-    velocity = state[velocity_at[0]].velocity if velocity_at else None
-    lr = _learning_rate(rule, count)
-    flags = 0
-    scalars = [-lr, jnp.float32(0.0), jnp.float32(1.0), jnp.float32(0.0)]
-    if velocity is not None:
-        flags |= _MOMENTUM
-        flags |= _NESTEROV if rule.nesterov else 0
-        flags |= _LR_IN_VELOCITY if rule.lr_in_velocity else 0
-        scalars[1] = _f32(rule.momentum)
-        scalars[2] = _gain(rule, state[velocity_at[0]].count)
-    if rule.weight_decay is not None:
-        flags |= _WEIGHT_DECAY
-        scalars[3] = -(_f32(rule.weight_decay) * lr)
+    view = _view(rule, state)
+    assert view is not None, "apply_gradients checked the state's layout"
+    velocity = _velocity_of(view)
+    velocity_dtype = None if velocity is None else _velocity_dtype(velocity)
+    scalars, flags = _scalars_and_flags(view, grads, velocity_dtype)
     treedef = jax.tree.structure(params)
     p = treedef.flatten_up_to(params)
     g = treedef.flatten_up_to(grads)
     v = [] if velocity is None else treedef.flatten_up_to(velocity)
-    n = len(p)
-    new_p, new_v = _call(jnp.stack(scalars).astype(jnp.float32), p, g, v, flags)
-    results = [*new_p, *new_v]
-    new_params = treedef.unflatten(results[:n])
-    new_state = []
-    for i, entry in enumerate(state):
+    new_p: list[Any] = []
+    new_v: list[Any] = []
+    for start in range(0, len(p), LEAVES_PER_CALL):
+        part = slice(start, start + LEAVES_PER_CALL)
+        stepped_p, stepped_v = _call(scalars, p[part], g[part], v[part], flags)
+        new_p += stepped_p
+        new_v += stepped_v
+    chain = []
+    for entry in view.chain:
         if is_counted(entry):
             entry = entry._replace(count=_tree.increment(entry.count))
-        if velocity_at and i == velocity_at[0]:
-            entry = entry._replace(velocity=treedef.unflatten(results[n:]))
-        new_state.append(entry)
-    return new_params, tuple(new_state)
+        if isinstance(entry, MomentumState):
+            entry = entry._replace(velocity=treedef.unflatten(new_v))
+        chain.append(entry)
+    return treedef.unflatten(new_p), view.rebuild(tuple(chain))
 
 
 def apply_gradients(
@@ -234,17 +303,16 @@ def apply_gradients(
         return apply_updates(params, updates), opt_state
 
     rule = fused_rule(optimizer)
-    if rule is None or not fused_available() or type(opt_state) is not tuple:
+    if rule is None or not fused_available():
         return unfused(params, grads, opt_state)
-    velocity = next(
-        (s.velocity for s in opt_state if isinstance(s, MomentumState)), None
-    )
+    view = _view(rule, opt_state)
+    if view is None:
+        return unfused(params, grads, opt_state)
     leaves = jax.tree.leaves(params)
     if (
-        not leaves
-        or len(leaves) > MAX_FUSED_LEAVES
+        sum(isinstance(s, MomentumState) for s in view.chain) > 1
         or sum(x.size for x in leaves) < MIN_MEAN_LEAF_SIZE * len(leaves)
-        or not _covers(params, grads, velocity)
+        or not _covers(params, grads, _velocity_of(view))
     ):
         return unfused(params, grads, opt_state)
     _tree.check_matching(grads, params, "parameters")

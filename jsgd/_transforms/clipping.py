@@ -77,7 +77,7 @@ def _safe_sqrt_jvp(primals, tangents):
     return y, jnp.where(positive, t / (2 * jnp.where(positive, y, 1)), t)
 
 
-def _scale_for_norm(norm: jax.Array, c: Any) -> jax.Array:
+def clip_scale(norm: jax.Array, c: Any) -> jax.Array:
     """``c / max(norm, c)``, or NaN when ``norm`` is not finite (Keras 3).
 
     Written as ``c / norm if norm > c else 1/1`` so that ``c = inf`` (never
@@ -131,7 +131,7 @@ def clip_by_norm(
     _validation.check_positive("clipnorm", clipnorm)
 
     def clip_leaf(g: jax.Array) -> jax.Array:
-        return _scaled(g, _scale_for_norm(_safe_sqrt(_tree.squared_norm(g)), clipnorm))
+        return _scaled(g, clip_scale(_safe_sqrt(_tree.squared_norm(g)), clipnorm))
 
     return _tree.stateless_transform(
         lambda updates, _: _tree.map_updates(clip_leaf, updates), "clip_by_norm"
@@ -213,7 +213,7 @@ def clip_by_global_norm(
 
     def clip(updates: optax.Updates, params: optax.Params) -> optax.Updates:
         del params
-        scale = _scale_for_norm(global_norm(updates, axis_name=axis_name), max_norm)
+        scale = clip_scale(global_norm(updates, axis_name=axis_name), max_norm)
         return _tree.map_updates(lambda g: _scaled(g, scale), updates)
 
     return _tree.stateless_transform(clip, "clip_by_global_norm")
