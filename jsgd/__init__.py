@@ -35,6 +35,7 @@ from jsgd._sparse.apply_updates import apply_updates
 from jsgd._sparse.indexed_slices import IndexedSlices
 from jsgd._sparse.row_grad import value_and_row_grad
 from jsgd._training.fused import apply_gradients, fused_available
+from jsgd._training.packed import Packed, pack
 from jsgd._training.sharding import zero1_shardings
 from jsgd._training.sweep import SweepResult, sweep
 from jsgd._training.train_step import make_train_step
@@ -95,6 +96,7 @@ __all__ = [
     "make_train_step",
     "momentum_trace",
     "nesterov_trace",
+    "pack",
     "rmsprop",
     "scale_by_adagrad",
     "scale_by_adam",
@@ -124,6 +126,7 @@ __all__ = [
     "MomentumState",
     "MultiOptimizer",
     "MultiOptimizerState",
+    "Packed",
     "RMSprop",
     "RMSpropState",
     "SGD",
