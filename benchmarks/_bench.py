@@ -11,6 +11,9 @@ torch's rule, the learning rate outside the velocity):
   non-donated arguments.
 * ``optax``: ``optax.sgd`` (and ``optax.chain`` for clipping / weight decay),
   the same jit and donation.
+* ``jsgd-fused``: ``jsgd.apply_gradients`` (the native kernel where it covers
+  the configuration), the same jit and donation; ``jsgd-packed`` the same on
+  ``jsgd.pack`` of the trees (one buffer per dtype, packed outside the step).
 * ``torch-foreach`` / ``torch-fused``: ``torch.optim.SGD`` with
   ``foreach=True`` / ``fused=True`` (clipping with
   ``torch.nn.utils.clip_grad_norm_(foreach=True)`` before the step); absent
@@ -41,7 +44,11 @@ try:  # torch is optional: the benchmark and its test run without it.
 except ImportError:  # pragma: no cover - depends on the environment
     torch = None
 
-JAX_IMPLS = ("jsgd", "optax", "jsgd-fused")
+JAX_IMPLS = ("jsgd", "optax", "jsgd-fused", "jsgd-packed")
+# jsgd.apply_gradients on the tree, and on the tree packed by jsgd.pack (the
+# parameters, state and gradients kept as one buffer, as a model of many
+# small leaves would keep them across steps).
+FUSED_IMPLS = ("jsgd-fused", "jsgd-packed")
 TORCH_IMPLS = ("torch-foreach", "torch-fused")
 
 # Hyperparameters of the timed step (constants, as most training loops use).
@@ -132,7 +139,7 @@ def jax_factory(impl: str, config: Config) -> Callable[..., Any]:
     """
     accumulator = jnp.bfloat16 if config.bf16_velocity else None
 
-    if impl == "jsgd-fused":  # the same steps, in the forms the kernel covers
+    if impl in FUSED_IMPLS:  # the same steps, in the forms the kernel covers
 
         def factory(learning_rate, momentum):
             m = momentum if config.momentum else 0.0
@@ -268,8 +275,8 @@ def run_jax_gate(
     The learning rate (and the momentum) change between steps by writing the
     state's ``hyperparams``; returns the parameters and the number of traces.
     """
-    if impl == "jsgd-fused":
-        return run_fused_gate(config, params, grads)
+    if impl in FUSED_IMPLS:
+        return run_fused_gate(config, params, grads, packed=impl == "jsgd-packed")
     counter = [0]
     tx = optax.inject_hyperparams(jax_factory(impl, config))(
         learning_rate=GATE_LEARNING_RATES[0], momentum=GATE_MOMENTA[0]
@@ -286,13 +293,17 @@ def run_jax_gate(
 
 
 def run_fused_gate(
-    config: Config, params: dict[str, np.ndarray], grads: dict[str, Any]
+    config: Config,
+    params: dict[str, np.ndarray],
+    grads: dict[str, Any],
+    packed: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
     """The gate's three steps through ``jsgd.apply_gradients``.
 
     The rate and momentum are arguments of one jitted step, the optimizer
     built from them inside it: the fused kernel's scalars are traced, so it
-    compiles once, as the ``inject_hyperparams`` gate of the others.
+    compiles once, as the ``inject_hyperparams`` gate of the others. With
+    ``packed``, on ``jsgd.pack`` of the trees.
     """
     counter = [0]
     factory = jax_factory("jsgd-fused", config)
@@ -302,20 +313,26 @@ def run_fused_gate(
         return jsgd.apply_gradients(factory(lr, m), g, state, p)
 
     jitted = jax.jit(step, donate_argnums=(0, 1))
-    p = _to_jax(params)
-    g = {k: jnp.asarray(v) for k, v in grads.items()}
+    p: Any = _to_jax(params)
+    g: Any = {k: jnp.asarray(v) for k, v in grads.items()}
+    if packed:
+        p, g = jsgd.pack(p), jsgd.pack(g)
     state = factory(GATE_LEARNING_RATES[0], GATE_MOMENTA[0]).init(p)
     for lr, m in zip(GATE_LEARNING_RATES, GATE_MOMENTA, strict=True):
         p, state = jitted(p, state, g, jnp.float32(lr), jnp.float32(m))
+    if packed:
+        p = p.unpack()
     return {k: np.asarray(v) for k, v in p.items()}, counter[0]
 
 
-def is_fused(config: Config, params: dict[str, Any]) -> bool:
-    """Whether ``jsgd-fused`` runs ``config`` on ``params`` as the native kernel."""
+def is_fused(config: Config, params: dict[str, Any], packed: bool = False) -> bool:
+    """Whether ``jsgd-fused`` (``packed``: ``jsgd-packed``) runs the kernel here."""
     tx = jax_factory("jsgd-fused", config)(LEARNING_RATE, MOMENTUM)
-    shapes = {
+    shapes: Any = {
         k: jax.ShapeDtypeStruct(np.shape(v), jnp.float32) for k, v in params.items()
     }
+    if packed:
+        shapes = jax.eval_shape(jsgd.pack, shapes)
     state = jax.eval_shape(tx.init, shapes)
     step = jax.jit(lambda p, s, g: jsgd.apply_gradients(tx, g, s, p))
     return "jsgd_fused_sgd" in step.lower(shapes, state, shapes).as_text()
@@ -383,11 +400,14 @@ class JaxRunner:
     def __init__(self, impl, config, params, grads):
         self.name = impl
         self.tx = jax_factory(impl, config)(LEARNING_RATE, MOMENTUM)
-        self.params = _to_jax(params)
+        self.packed = impl == "jsgd-packed"
+        self.params: Any = _to_jax(params)
+        self.grads: Any = grads
+        if self.packed:  # once, outside the timed step
+            self.params, self.grads = jsgd.pack(self.params), jsgd.pack(grads)
         self.state = self.tx.init(self.params)
-        self.grads = grads
         jitted = make_jax_step(
-            self.tx, apply=apply_updates_for(impl), fused=impl == "jsgd-fused"
+            self.tx, apply=apply_updates_for(impl), fused=impl in FUSED_IMPLS
         )
         t0 = time.perf_counter()
         self.compiled = jitted.lower(self.params, self.state, self.grads).compile()
@@ -400,7 +420,8 @@ class JaxRunner:
         jax.block_until_ready((self.params, self.state))
 
     def result(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in self.params.items()}
+        params = self.params.unpack() if self.packed else self.params
+        return {k: np.asarray(v) for k, v in params.items()}
 
 
 class TorchRunner:
@@ -581,6 +602,7 @@ def bench_cell(
         "impls": {},
         "skipped": dict(skip),
         "fused": is_fused(config, params),
+        "packed_fused": is_fused(config, params, packed=True),
     }
     for r in runners:
         stats = percentiles(samples[r.name])

@@ -29,7 +29,14 @@ import optax  # noqa: E402
 
 import jsgd  # noqa: E402
 
-IMPL_ORDER = ("jsgd", "optax", "jsgd-fused", "torch-foreach", "torch-fused")
+IMPL_ORDER = (
+    "jsgd",
+    "optax",
+    "jsgd-fused",
+    "jsgd-packed",
+    "torch-foreach",
+    "torch-fused",
+)
 # --quick runs every configuration on the flat trees but only these on the
 # 3,000-leaf tree (compiling 3,000 leaves takes seconds per configuration).
 QUICK_CONFIGS = {"3000x3500": ("sgd", "momentum")}
@@ -49,7 +56,9 @@ def print_cell(cell: dict) -> None:
         f"  jsgd/torch-fused {fmt_ratio(ratio(cell, 'jsgd', 'torch-fused'))}"
         f"  jsgd-fused/torch-fused "
         f"{fmt_ratio(ratio(cell, 'jsgd-fused', 'torch-fused'))}"
-        + ("" if cell.get("fused", True) else " (jsgd-fused: unfused here)"),
+        + ("" if cell.get("fused", True) else " (jsgd-fused: unfused here)")
+        + f"  jsgd-packed/torch-fused "
+        f"{fmt_ratio(ratio(cell, 'jsgd-packed', 'torch-fused'))}",
         flush=True,
     )
 
@@ -131,15 +140,17 @@ def markdown(results: dict) -> str:
         f"({results['bandwidth']['reference']} triad, "
         f"{results['bandwidth']['elements'] / 1e6:.0f}M float32).",
         "",
-        "Step time: median (p10-p90) in ms. GB/s and % are jsgd's. jsgd-fused "
-        "is `jsgd.apply_gradients` (the native kernel where it covers the cell; "
-        '"(unfused)" where it does not).',
+        "Step time: median (p10-p90) in ms. GB/s and % are jsgd's and "
+        "jsgd-packed's. jsgd-fused is `jsgd.apply_gradients` (the native kernel "
+        'where it covers the cell; "(unfused)" where it does not), jsgd-packed '
+        "the same on `jsgd.pack` of the trees.",
         "",
-        "| tree | config | jsgd ms | optax ms | jsgd-fused ms | torch-foreach ms "
-        "| torch-fused ms | jsgd GB/s (% bw) | jsgd/optax | jsgd/torch-fused "
-        "| jsgd-fused/torch-fused | compile s jsgd / optax "
-        "| temp bytes jsgd / optax |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| tree | config | jsgd ms | optax ms | jsgd-fused ms | jsgd-packed ms "
+        "| torch-foreach ms | torch-fused ms | jsgd GB/s (% bw) "
+        "| jsgd-packed GB/s (% bw) | jsgd/optax | jsgd/torch-fused "
+        "| jsgd-fused/torch-fused | jsgd-packed/torch-fused "
+        "| compile s jsgd / optax | temp bytes jsgd / optax |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in results["cells"]:
         j, o = cell["impls"].get("jsgd"), cell["impls"].get("optax")
@@ -151,11 +162,16 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {cell['tree']} | {cell['config']} | "
             + " | ".join(fmt_ms(cell, i) for i in IMPL_ORDER)
-            + (f" | {j['GBps']:.1f} ({100 * j['GBps'] / bw:.0f}%)" if j else " | —")
+            + "".join(
+                f" | {r['GBps']:.1f} ({100 * r['GBps'] / bw:.0f}%)" if r else " | —"
+                for r in (j, cell["impls"].get("jsgd-packed"))
+            )
             + f" | {fmt_ratio(ratio(cell, 'jsgd', 'optax'))}"
             f" | {fmt_ratio(ratio(cell, 'jsgd', 'torch-fused'))}"
             f" | {fmt_ratio(ratio(cell, 'jsgd-fused', 'torch-fused'))}"
             + ("" if cell.get("fused", True) else " (unfused)")
+            + f" | {fmt_ratio(ratio(cell, 'jsgd-packed', 'torch-fused'))}"
+            + ("" if cell.get("packed_fused", True) else " (unfused)")
             + f" | {compile_s(j, 'jsgd')} / {compile_s(o, 'optax')}"
             f" | {fmt_bytes(j and j['temp_bytes'])}"
             f" / {fmt_bytes(o and o['temp_bytes'])} |"
@@ -192,9 +208,9 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(
         rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharey=True
     )
-    colors = dict(zip(IMPL_ORDER, ("C0", "C1", "C4", "C2", "C3"), strict=True))
+    colors = dict(zip(IMPL_ORDER, ("C0", "C1", "C4", "C5", "C2", "C3"), strict=True))
     bw = results["bandwidth"]["GBps"]
-    width = 0.2
+    width = 0.14
     for ax, config in zip(axes.flat, configs, strict=False):
         for k, impl in enumerate(IMPL_ORDER):
             xs, ys = [], []
@@ -208,7 +224,7 @@ def plot(results: dict, path: Path) -> None:
                     None,
                 )
                 if cell and impl in cell["impls"]:
-                    xs.append(i + (k - 1.5) * width)
+                    xs.append(i + (k - 2.5) * width)
                     ys.append(cell["impls"][impl]["GBps"])
             if xs:
                 ax.bar(xs, ys, width, label=impl, color=colors[impl])
@@ -347,11 +363,17 @@ def main(argv: list[str] | None = None) -> int:
             f"jsgd/torch-fused: median {statistics.median(fused):.2f}, "
             f"max {max(fused):.2f} over {len(fused)} cells"
         )
+    packed = [x for c in cells if (x := ratio(c, "jsgd-packed", "torch-fused"))]
     if kernel:
         print(
             f"jsgd-fused/torch-fused where the kernel runs: median "
             f"{statistics.median(kernel):.2f}, max {max(kernel):.2f} over "
             f"{len(kernel)} cells ({jsgd.fused_available().reason})"
+        )
+    if packed:
+        print(
+            f"jsgd-packed/torch-fused: median {statistics.median(packed):.2f}, "
+            f"max {max(packed):.2f} over {len(packed)} cells"
         )
     print(f"wrote {out}/results.json, results.md, benchmark.png")
     print(f"wall time {results['wall_s']:.0f} s")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import jsgd
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
@@ -26,11 +28,28 @@ def test_gate_agrees_and_traces_once(name):
     config = _bench.CONFIGS[name]
     result = _bench.correctness_gate(config, _trees.mixed_small())
     assert result.ok, result
-    assert result.traces == {"jsgd": 1, "optax": 1, "jsgd-fused": 1}
-    expected = {"jsgd", "optax", "jsgd-fused"}
+    assert result.traces == {"jsgd": 1, "optax": 1, "jsgd-fused": 1, "jsgd-packed": 1}
+    expected = {"jsgd", "optax", "jsgd-fused", "jsgd-packed"}
     if _bench.torch is not None and config.torch_ok:
         expected |= {"torch-foreach", "torch-fused"}
     assert set(result.impls) == expected
+
+
+@pytest.mark.skipif(not jsgd.fused_available(), reason="no native kernel")
+@pytest.mark.parametrize("name", list(_bench.CONFIGS))
+def test_the_gate_checks_the_kernel_on_a_tree_it_fuses(name):
+    # mixed_small is too small for the kernel; these two leaves are not, and
+    # 300 leaves of 700 elements are once packed.
+    config = _bench.CONFIGS[name]
+    shapes = {"w": (140_000,), "b": (300,)}
+    many = {f"l{i}": (700,) for i in range(300)}
+    params = _trees.random_leaves(shapes, 0)
+    assert _bench.is_fused(config, params)
+    assert not _bench.is_fused(config, _trees.random_leaves(many, 0))
+    assert _bench.is_fused(config, _trees.random_leaves(many, 0), packed=True)
+    result = _bench.correctness_gate(config, shapes, with_torch=False)
+    assert result.ok, result
+    assert result.traces["jsgd-fused"] == result.traces["jsgd-packed"] == 1
 
 
 def test_tree_shapes():

@@ -1,8 +1,9 @@
 """``apply_gradients``: the optimizer step and its application, fused when possible.
 
 For the SGD configurations a :class:`FusedSGD` describes (attached by the
-optimizer that has them), one native XLA FFI call on the CPU steps every
-float32 leaf: it reads each parameter, gradient and velocity once and writes
+optimizer that has them), native XLA FFI calls on the CPU (one per 64
+float32 leaves) step the tree: they read each parameter, gradient and
+velocity once and write
 the parameter and velocity in place (``jsgd/_native/fused_sgd.cc``). Its
 arithmetic is the unfused chain's, operation for operation, so the results
 are the same bits. Everything else (other optimizers, other dtypes, row
@@ -254,23 +255,32 @@ def apply_gradients(
     """One optimizer step applied: ``(new_params, new_opt_state)``.
 
     Equal to ``updates, opt_state = optimizer.update(grads, opt_state,
-    params)`` followed by :func:`jsgd.apply_updates`, bit for bit. For the
-    configurations the fused kernel covers it is one native call on the CPU
-    for all float32 leaves, reading parameter, gradient and velocity once
-    and writing parameter and velocity in place (donate ``params`` and
-    ``opt_state`` to the ``jit``, in that order, as
-    :func:`jsgd.make_train_step` does: JAX pairs donated buffers with the
-    results in order): :func:`jsgd.sgd` and
-    :class:`jsgd.SGD` without clipping, legacy ``decay``, EMA, accumulation,
-    loss scaling, weight-decay exclusions or ``accumulator_dtype``; with or
-    without momentum, Nesterov and dampening; either learning-rate rule
-    (``lr_in_velocity``), a constant, traced or scheduled learning rate, and
-    decoupled weight decay; trees of at most 64 leaves of at least 65,536
-    elements on average (one kernel call; beyond either bound XLA's own
-    loops measured faster on the CPU: see docs/benchmarks.md). Anything else
-    (other optimizers, non-float32 leaves, ``IndexedSlices``, other
-    platforms, or no native library: see :func:`jsgd.fused_available`)
-    takes the unfused path.
+    params)`` followed by :func:`jsgd.apply_updates`, bit for bit (run op by
+    op; a jitted unfused step may differ by an ulp, where XLA contracts
+    ``a * b + c`` into a fused multiply-add). For the configurations the
+    fused kernel covers it is one native call on the CPU per 64 float32
+    leaves, reading parameter, gradient and velocity once and writing
+    parameter and velocity in place (donate ``params`` and ``opt_state`` to
+    the ``jit``, in that order, as :func:`jsgd.make_train_step` does: JAX
+    pairs donated buffers with the results in order). Covered:
+
+    * :func:`jsgd.sgd` and :class:`jsgd.SGD`: with or without momentum,
+      Nesterov and dampening, either learning-rate rule
+      (``lr_in_velocity``), ``global_clipnorm``, decoupled
+      ``weight_decay`` and a float32 or bfloat16 ``accumulator_dtype``;
+      not ``clipvalue``, ``clipnorm``, the legacy ``decay``, EMA,
+      accumulation, loss scaling or weight-decay exclusions.
+    * :func:`jsgd.torch.SGD` with one parameter group: momentum, dampening,
+      Nesterov, coupled ``weight_decay``, ``maximize``, a float32 or
+      bfloat16 buffer, and any scheduler.
+    * A constant, traced or scheduled learning rate; trees of at least
+      65,536 elements a leaf on average (below that JAX's cost per array
+      passed to the step outweighs the saved traffic: pack such a tree with
+      :func:`jsgd.pack`; see docs/benchmarks.md).
+
+    Anything else (other optimizers, non-float32 parameters,
+    ``IndexedSlices``, other platforms, or no native library: see
+    :func:`jsgd.fused_available`) takes the unfused path.
 
     Args:
       optimizer: any gradient transformation or Keras-style optimizer.
