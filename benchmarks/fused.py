@@ -4,13 +4,16 @@
     python benchmarks/fused.py --quick    # fewer repeats
 
 For each tree (``leaves x elements`` float32 leaves) and configuration
-(optax's rule: plain SGD, momentum 0.9, Nesterov), times three jitted,
-donated steps on the same arrays: ``jsgd.apply_gradients`` with the native
-kernel forced on (``apply_gradients``'s size bounds lifted, so every tree
-goes through the kernel), the unfused ``update`` + ``apply_updates`` (XLA's
-loops), and ``torch.optim.SGD(fused=True)`` when torch is installed. Prints
-the median step of ``--repeats`` timed steps after three warm ones and the
-ratios. Nothing is asserted: see docs/benchmarks.md for a run.
+(optax's rule: plain SGD, momentum 0.9, Nesterov), times jitted, donated
+steps on the same arrays: ``jsgd.apply_gradients`` with the native kernel
+forced on (``apply_gradients``'s size bound lifted, so every tree goes
+through the kernel), the same on ``jsgd.pack`` of the tree (one buffer),
+the unfused ``update`` + ``apply_updates`` (XLA's loops), the *floor* (a
+jitted step that takes and returns the same arrays and computes nothing:
+JAX's cost per array passed), and ``torch.optim.SGD(fused=True)`` when torch
+is installed. Prints the median step of ``--repeats`` timed steps after
+three warm ones and the ratios. Nothing is asserted: see docs/benchmarks.md
+for a run.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ except ImportError:  # torch is optional here
     torch = None
 
 SHAPES = [(1, 1_000), (8, 10_000), (64, 3_500), (1, 1_000_000), (16, 1_000_000)]
-SHAPES += [(1, 10_000_000), (64, 160_000)]  # (the 3,000-leaf tree: see the docs)
+SHAPES += [(1, 10_000_000), (64, 160_000), (3000, 3_500)]
 CONFIGS = {"sgd": (0.0, False), "momentum": (0.9, False), "nesterov": (0.9, True)}
 
 
@@ -48,16 +51,21 @@ def _median_ms(step, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def _jax_step(opt: Any, leaves: int, size: int, fused: bool):
-    params = {f"l{i}": jnp.ones(size, jnp.float32) for i in range(leaves)}
-    grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+def _jax_step(opt: Any, leaves: int, size: int, kind: str):
+    """A timed step: ``kind`` is "fused", "packed", "xla" or "floor"."""
+    params: Any = {f"l{i}": jnp.ones(size, jnp.float32) for i in range(leaves)}
+    grads: Any = jax.tree.map(lambda p: jnp.full(p.shape, 0.5, p.dtype), params)
+    if kind == "packed":
+        params, grads = jsgd.pack(params), jsgd.pack(grads)
     state = opt.init(params)
     rule = _fused.fused_rule(opt)
     assert rule is not None
 
     def step(params, state, grads):
-        if fused:
+        if kind in ("fused", "packed"):
             return _fused._fused_step(rule, params, grads, state)
+        if kind == "floor":
+            return params, state
         updates, state = opt.update(grads, state, params)
         return jsgd.apply_updates(params, updates), state
 
@@ -96,22 +104,29 @@ def main(argv: list[str] | None = None) -> int:
         print("no native kernel: nothing to compare")
         return 0
     shapes = SHAPES[:4] if args.quick else SHAPES
-    header = "| tree | config | fused ms | XLA ms | torch-fused ms |"
-    print(header + " fused/XLA | fused/torch |")
-    print("|---|---|---|---|---|---|---|")
+    kinds = ("fused", "packed", "xla", "floor")
+    print(
+        "| tree | config | fused ms | packed ms | XLA ms | floor ms | torch-fused ms ",
+        end="",
+    )
+    print("| fused/XLA | fused/torch | packed/torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for leaves, size in shapes:
         for name, (momentum, nesterov) in CONFIGS.items():
             opt = jsgd.sgd(0.01, momentum, nesterov, lr_in_velocity=False)
-            fused = _median_ms(_jax_step(opt, leaves, size, True), repeats)
-            xla = _median_ms(_jax_step(opt, leaves, size, False), repeats)
+            ms = {
+                k: _median_ms(_jax_step(opt, leaves, size, k), repeats) for k in kinds
+            }
             theirs = (
                 _median_ms(_torch_step(momentum, nesterov, leaves, size), repeats)
                 if torch is not None
                 else float("nan")
             )
             print(
-                f"| {leaves} x {size:,} | {name} | {fused:.3f} | {xla:.3f} "
-                f"| {theirs:.3f} | {fused / xla:.2f} | {fused / theirs:.2f} |",
+                f"| {leaves} x {size:,} | {name} | "
+                + " | ".join(f"{ms[k]:.3f}" for k in kinds)
+                + f" | {theirs:.3f} | {ms['fused'] / ms['xla']:.2f} "
+                f"| {ms['fused'] / theirs:.2f} | {ms['packed'] / theirs:.2f} |",
                 flush=True,
             )
     print(f"(np {np.__version__})")
