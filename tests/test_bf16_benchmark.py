@@ -45,7 +45,16 @@ def _total_bytes(params, state) -> int:
     return sum(int(a.nbytes) for a in jax.tree.leaves((params, state)))
 
 
-@pytest.mark.parametrize("name", bf16.METHODS)
+# By default the three methods docs/bf16.md's table adds state for (and plain
+# bfloat16 in the half-an-ulp test below); float32 and bf16 train here under
+# ``-m oracle`` (their bytes are the digits test's too, with scikit-learn).
+TRAINED = [
+    pytest.param(name, marks=pytest.mark.oracle if name in ("float32", "bf16") else ())
+    for name in bf16.METHODS
+]
+
+
+@pytest.mark.parametrize("name", TRAINED)
 def test_each_method_trains_and_keeps_the_promised_bytes(charlm, name):
     run = bf16.train(charlm, name, eval_every=10, compile_update=False)
     n = _charlm_n(charlm.params32["embed"].shape[0])

@@ -5,6 +5,10 @@ steps, drawing schedules, weight decay, one clip option, the optimizer's own
 options (amsgrad, centered, RMSprop momentum, Nesterov), EMA (with and without
 overwrites), gradient accumulation and loss scaling. Parameters (and the EMA
 average) must match Keras at every step to float32 tolerance.
+
+The default run keeps, for each optimizer, the fewest configurations that
+between them take every option (``_oracle.fewest_covering``); the rest run
+under ``-m oracle`` (tests/_oracle.py).
 """
 
 import jax
@@ -190,7 +194,7 @@ FAMILY = ["SGD", "Adagrad", "RMSprop", "Adam"]
 CASES = _oracle.cases(
     FAMILY,
     N_CONFIGS,
-    lambda name: _oracle.covering_sample(
+    lambda name: _oracle.fewest_covering(
         N_CONFIGS, lambda seed: options_taken(name, seed), salt=FAMILY.index(name)
     ),
 )
@@ -225,6 +229,6 @@ def test_the_default_sample_takes_every_option():
     for name in FAMILY:
         every = set().union(*(options_taken(name, seed) for seed in range(N_CONFIGS)))
         chosen = {seed for n, seed in _oracle.in_default_run(CASES) if n == name}
-        assert len(chosen) == _oracle.DEFAULT_CASES, name
+        assert chosen, name
         shown = set().union(*(options_taken(name, seed) for seed in chosen))
         assert shown == every, (name, every - shown)

@@ -2,9 +2,9 @@
 
 Learning rates change every step, so a convention mismatch cannot hide.
 
-The default run checks 10 of each sweep's 100 configurations, chosen so that
-between them they take every option drawn (tests/_oracle.py); the others run
-under ``-m oracle``.
+The default run checks, of each sweep's 100 configurations, the fewest that
+between them take every option drawn (``_oracle.fewest_covering``); the
+others run under ``-m oracle``.
 """
 
 import jax.numpy as jnp
@@ -90,7 +90,7 @@ def sgd_options(seed):
 
 
 SGD_SEEDS = _oracle.seeds(
-    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, sgd_options)
+    N_CONFIGS, chosen=_oracle.fewest_covering(N_CONFIGS, sgd_options)
 )
 
 
@@ -137,7 +137,7 @@ def injected_options(seed):
 
 
 INJECTED_SEEDS = _oracle.seeds(
-    N_CONFIGS, chosen=_oracle.covering_sample(N_CONFIGS, injected_options, salt=1)
+    N_CONFIGS, chosen=_oracle.fewest_covering(N_CONFIGS, injected_options, salt=1)
 )
 
 
@@ -175,5 +175,5 @@ def test_matches_optax_under_inject_hyperparams(seed):
 def test_the_default_sample_takes_every_option(seeds, options):
     every = set().union(*(options(seed) for seed in range(N_CONFIGS)))
     chosen = [seed for (seed,) in _oracle.in_default_run(seeds)]
-    assert len(chosen) == _oracle.DEFAULT_CASES
+    assert chosen
     assert set().union(*(options(seed) for seed in chosen)) == every

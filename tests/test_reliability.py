@@ -3,6 +3,11 @@
 The registry is ``tests/_registry.py``'s; adding a transform to it adds it to
 all of them; ``test_registry_is_complete`` fails when a public factory is
 missing from it.
+
+Every check runs over every entry, a share of them in the default run
+(``tests._oracle.rotating``: a third, or a sixth for the costliest checks, each
+check a different share) and the rest under ``-m oracle``, so that the default
+run still takes every entry through several of the checks.
 """
 
 import inspect
@@ -28,6 +33,7 @@ NOT_TRANSFORMS = {
     "keras_iterations",
     "keras_variables",
     "make_train_step",
+    "pack",  # a tree as flat buffers (tests/test_packed.py), not a transform
     "state_from_keras_variables",
     "sweep",
     "value_and_row_grad",
@@ -79,7 +85,7 @@ def assert_trees_close(a, b, **tolerance):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **tolerance), a, b)
 
 
-@pytest.mark.parametrize("name", rotating(NAMES, salt=0))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=0))
 def test_jit_equals_eager_and_compiles_once(name):
     # Once for every entry (this was written three times: here, in
     # test_family.py for the classes and in test_composition.py for four sgd
@@ -115,7 +121,7 @@ def per_parameter_leaves(state, params):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", rotating(NAMES, salt=1))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=1))
 def test_dtypes_are_kept(name, dtype):
     params = make_params(DTYPES[dtype])
     _, state, updates = run(REGISTRY[name].make(), params, 2)
@@ -131,7 +137,7 @@ def test_dtypes_are_kept(name, dtype):
                 assert leaf.dtype == jnp.int32 and leaf.shape == ()
 
 
-@pytest.mark.parametrize("name", rotating(NAMES, salt=2))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=2))
 def test_float64_under_x64(name):
     with jax.enable_x64(True):
         params = make_params(jnp.float64)
@@ -141,7 +147,7 @@ def test_float64_under_x64(name):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in NAMES if REGISTRY[n].takes_accumulator_dtype]
+    "name", rotating([n for n in NAMES if REGISTRY[n].takes_accumulator_dtype], salt=12)
 )
 def test_accumulator_dtype_overrides_the_state_dtype(name):
     params = make_params(jnp.bfloat16)
@@ -152,7 +158,7 @@ def test_accumulator_dtype_overrides_the_state_dtype(name):
     assert jnp.dtype(jnp.float32) in dtypes
 
 
-@pytest.mark.parametrize("name", rotating(NAMES, salt=3))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=3))
 def test_mixed_dtype_tree_under_strict_promotion(name):
     params = {
         "low": jnp.ones((2, 2), jnp.bfloat16),
@@ -188,7 +194,9 @@ def test_odd_trees(name):
     assert empty_updates == {}
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if not REGISTRY[n].decays_weights])
+@pytest.mark.parametrize(
+    "name", rotating([n for n in NAMES if not REGISTRY[n].decays_weights], salt=11)
+)
 def test_zero_gradients_from_a_fresh_state_change_nothing(name):
     tx = REGISTRY[name].make()
     params = make_params()
@@ -218,7 +226,7 @@ def test_eval_shape_of_init(name):
             assert jnp.dtype(jnp.bfloat16) in dtypes
 
 
-@pytest.mark.parametrize("name", rotating(NAMES, salt=6))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=5))
 def test_vmap_over_an_ensemble_equals_a_loop(name):
     tx = REGISTRY[name].make()
     members = [
@@ -275,7 +283,7 @@ def test_nan_gradient_result_is_the_documented_one(name):
         assert all(np.isnan(u).all() for u in jax.tree.leaves(updates))
 
 
-@pytest.mark.parametrize("name", rotating(NAMES, salt=8))
+@pytest.mark.parametrize("name", rotating(NAMES, share=6, salt=4))
 def test_apply_if_finite_skips_a_nan_step_bit_for_bit(name):
     tx = optax.apply_if_finite(REGISTRY[name].make(), max_consecutive_errors=5)
     # Jitted once for all nine steps: run eagerly, optax's lax.cond would be

@@ -111,8 +111,24 @@ LEGACY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("case", LEGACY_CASES, ids=str)
+# Every case under jit; eagerly (slow: op by op) plain SGD and Nesterov with a
+# clip by default, the other three under -m oracle (tests/_oracle.py).
+EAGER_DEFAULT = {0, 4}
+
+
+@pytest.mark.parametrize(
+    ("case", "jit"),
+    [
+        pytest.param(
+            case,
+            jit,
+            id=f"{case}-{'jit' if jit else 'eager'}",
+            marks=() if jit or i in EAGER_DEFAULT else _oracle.oracle,
+        )
+        for jit in (False, True)
+        for i, case in enumerate(LEGACY_CASES)
+    ],
+)
 def test_sgd_matches_the_legacy_sparse_rule(case, jit):
     rng = np.random.default_rng(1)
     w0, grads = initial_table(), random_slices(rng)
