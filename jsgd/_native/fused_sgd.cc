@@ -275,7 +275,9 @@ ffi::Error FusedSgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
   work->csr = 0;
 #endif
   const int64_t chunks = static_cast<int64_t>(work->chunks.size());
-  int64_t helpers = threads > 0 ? threads - 1 : pool.num_threads();
+  // As many workers as the pool has threads, the caller one of them (it may
+  // be a pool thread itself: a task queued behind it finds no chunk left).
+  int64_t helpers = (threads > 0 ? threads : pool.num_threads()) - 1;
   helpers = std::max<int64_t>(0, std::min<int64_t>(helpers, chunks - 1));
   for (int64_t t = 0; t < helpers; ++t) {
     pool.Schedule([work] { work->Run(); });
