@@ -93,25 +93,29 @@ struct Bf16 {
   static uint16_t Store(float x) { return ToBf16(x); }
 };
 
+// A leaf's buffers. XLA hands each aliased result the buffer of its operand
+// (copying the operand first when it was not donated), so the step reads and
+// writes through one pointer: two that are equal would make the compiler's
+// overlap check pick its scalar loop. `p_in`/`v_in` are the operands, copied
+// into the results in the (unexpected) case that they differ.
 struct Leaf {
-  const float* p;
   const float* g;
-  const void* v;
-  float* p_out;
-  void* v_out;
+  float* p;
+  void* v;
+  const float* p_in;
+  const void* v_in;
   int64_t size;
 };
 
+// The loop, its buffers restrict-qualified parameters (GCC honours restrict
+// on parameters, not on local pointers) and its scalars values, so that it is
+// vectorized without a runtime overlap check.
 template <bool kHasMomentum, bool kIsNesterov, bool kKeras, bool kCoupled,
           bool kDecoupled, typename V>
-void Step(const Leaf& leaf, int64_t begin, int64_t end, const Scalars& s) {
+void Loop(const float* __restrict g, float* __restrict p,
+          typename V::Storage* __restrict v, int64_t n, const Scalars s) {
   using Storage = typename V::Storage;
-  const float* __restrict p = leaf.p;
-  const float* __restrict g = leaf.g;
-  const Storage* __restrict v = static_cast<const Storage*>(leaf.v);
-  float* __restrict p_out = leaf.p_out;
-  Storage* __restrict v_out = static_cast<Storage*>(leaf.v_out);
-  for (int64_t i = begin; i < end; ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     const float w = p[i];
     float grad = g[i] * s.grad_scale;
     if constexpr (kCoupled) grad = grad + w * s.wd;
@@ -121,18 +125,35 @@ void Step(const Leaf& leaf, int64_t begin, int64_t end, const Scalars& s) {
     } else if constexpr (kKeras) {
       const float u = grad * s.minus_lr;
       const Storage stored = V::Store(s.m * V::Load(v[i]) + s.gain * u);
-      v_out[i] = stored;
+      v[i] = stored;
       const float vn = V::Load(stored);
       o = kIsNesterov ? s.m * vn + u : vn;
     } else {
       const Storage stored = V::Store(s.m * V::Load(v[i]) + s.gain * grad);
-      v_out[i] = stored;
+      v[i] = stored;
       const float vn = V::Load(stored);
       o = (kIsNesterov ? s.m * vn + grad : vn) * s.minus_lr;
     }
     if constexpr (kDecoupled) o = o + s.minus_lr_wd * w;
-    p_out[i] = w + o;
+    p[i] = w + o;
   }
+}
+
+template <bool kHasMomentum, bool kIsNesterov, bool kKeras, bool kCoupled,
+          bool kDecoupled, typename V>
+void Step(const Leaf& leaf, int64_t begin, int64_t end, const Scalars& s) {
+  using Storage = typename V::Storage;
+  const int64_t n = end - begin;
+  if (leaf.p_in != leaf.p) {
+    std::memcpy(leaf.p + begin, leaf.p_in + begin, n * sizeof(float));
+  }
+  Storage* v = kHasMomentum ? static_cast<Storage*>(leaf.v) + begin : nullptr;
+  if (kHasMomentum && leaf.v_in != leaf.v) {
+    std::memcpy(v, static_cast<const Storage*>(leaf.v_in) + begin,
+                n * sizeof(Storage));
+  }
+  Loop<kHasMomentum, kIsNesterov, kKeras, kCoupled, kDecoupled, V>(
+      leaf.g + begin, leaf.p + begin, v, n, s);
 }
 
 using StepFn = void (*)(const Leaf&, int64_t, int64_t, const Scalars&);
@@ -245,7 +266,7 @@ ffi::Error FusedSgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
     if (g->element_count() != p->element_count()) {
       return ffi::Error::InvalidArgument("jsgd_fused_sgd: shape mismatch");
     }
-    Leaf leaf{p->typed_data(), g->typed_data(), nullptr, (*p_out)->typed_data(),
+    Leaf leaf{g->typed_data(), (*p_out)->typed_data(), nullptr, p->typed_data(),
               nullptr, static_cast<int64_t>(p->element_count())};
     if (momentum) {
       auto v = args.get<ffi::AnyBuffer>(2 * n + i);
@@ -256,8 +277,8 @@ ffi::Error FusedSgdImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> scalars,
           v->element_count() != p->element_count()) {
         return ffi::Error::InvalidArgument("jsgd_fused_sgd: bad velocity");
       }
-      leaf.v = v->untyped_data();
-      leaf.v_out = (*v_out)->untyped_data();
+      leaf.v_in = v->untyped_data();
+      leaf.v = (*v_out)->untyped_data();
     }
     work->leaves[i] = leaf;
   }
