@@ -460,6 +460,9 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Two Python processes starting JAX take about 20 s: the default run leaves
+# this to -m oracle (and .ci/run runs examples/multi_process.py too).
+@pytest.mark.oracle
 def test_two_processes_train_like_one(tmp_path):
     """Two processes, 2 CPU devices each, one global 4-device data mesh."""
     out = tmp_path / "params"

@@ -65,12 +65,18 @@ def test_packing_copies_so_donating_the_packed_tree_keeps_the_original():
 @pytest.mark.parametrize(
     "opt",
     [
-        jsgd.sgd(SCHEDULE, 0.9, lr_in_velocity=False),
-        jsgd.SGD(SCHEDULE, momentum=0.9, nesterov=True, global_clipnorm=1.0),
-        jsgd.torch.SGD(0.05, momentum=0.9, weight_decay=0.01),
-        jsgd.Adam(SCHEDULE),
+        pytest.param(jsgd.sgd(SCHEDULE, 0.9, lr_in_velocity=False), id="sgd"),
+        pytest.param(
+            jsgd.SGD(SCHEDULE, momentum=0.9, nesterov=True, global_clipnorm=1.0),
+            id="keras-nesterov-clip",
+        ),
+        pytest.param(
+            jsgd.torch.SGD(0.05, momentum=0.9, weight_decay=0.01),
+            id="torch-sgd",
+            marks=pytest.mark.oracle,
+        ),
+        pytest.param(jsgd.Adam(SCHEDULE), id="adam", marks=pytest.mark.oracle),
     ],
-    ids=["sgd", "keras-nesterov-clip", "torch-sgd", "adam"],
 )
 def test_an_elementwise_optimizer_steps_a_packed_tree_as_the_tree(opt):
     # Eager, op by op: the same operations on the same numbers, so the same

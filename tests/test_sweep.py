@@ -78,8 +78,15 @@ PARAMS = init_params()
 
 @pytest.mark.parametrize(
     "static",
-    [{}, {"nesterov": True}, {"lr_in_velocity": False, "dampening": 0.1}],
-    ids=["keras", "keras-nesterov", "torch-dampening"],
+    [
+        pytest.param({}, id="keras"),
+        pytest.param({"nesterov": True}, id="keras-nesterov", marks=pytest.mark.oracle),
+        pytest.param(
+            {"lr_in_velocity": False, "dampening": 0.1},
+            id="torch-dampening",
+            marks=pytest.mark.oracle,
+        ),
+    ],
 )
 def test_sgd_grid_equals_separate_runs(static):
     momenta = [0.2, 0.5, 0.9] if "dampening" in static else [0.0, 0.5, 0.9]
