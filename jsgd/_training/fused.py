@@ -148,9 +148,11 @@ def _covers(params: Any, grads: Any, velocity: Any) -> bool:
 # XLA compiles a custom call in time quadratic in its aliased operands (1,000
 # leaves in one call: 37 s; 64: 0.1 s, measured on the 2-core machine).
 LEAVES_PER_CALL = 64
-# And only trees of this many elements a leaf on average: below it JAX's cost
-# per array passed to and from the step is most of the step, fused or not
-# (measured: 8 leaves of 10,000 took 0.103 ms fused, 0.061 ms by XLA).
+# And only trees of this many elements a leaf on average. A bound, not a
+# measured crossover: below it JAX's cost per array passed to and from the step
+# is most of the step, fused or not (benchmarks/fused.py's "floor" column: 53 ms
+# of the 3,000-leaf tree's 75-83 ms momentum step), and what the kernel saves
+# there is within that cost's noise. Such a tree gains from jsgd.pack instead.
 MIN_MEAN_LEAF_SIZE = 1 << 16
 
 
