@@ -462,14 +462,25 @@ def time_round_robin(
     """Interleaved timing: each round runs every implementation once.
 
     The order is shuffled every round (seeded), so slow drifts of the machine
-    (another process, frequency) hit every implementation alike. When the
-    framework changes (a JAX step after a torch step, or the reverse) one
-    untimed step of the next implementation runs first: torch's OpenMP
-    threads keep spinning for milliseconds after a torch op (libgomp's
-    default wait policy) and would take the cores from the XLA step that
-    follows. (``OMP_WAIT_POLICY=PASSIVE`` instead makes ``fused=True`` on
-    3,000 small tensors 10x slower, and sleeping lets this VM's cores idle
-    down, which slows every next step.)
+    (another process, frequency) hit every implementation alike. Each timed
+    step follows an untimed step of the same implementation, so that every
+    implementation is timed in the same state, the one a training loop's
+    consecutive steps see:
+
+    * its own buffers are as warm in the caches as they can be. Where the
+      tree fits in the last-level cache this decides the time: on the
+      2-core machine (32 MiB L3) a 1M-element momentum step took 0.60-0.64 ms
+      after 64 MB of other memory traffic and 0.16-0.28 ms right after its
+      own, for ``torch.optim.SGD(fused=True)`` and the fused kernel alike.
+      Settling only the first step after a change of framework, as this
+      function did before, gave torch's two implementations a warm cache
+      more often than JAX's four.
+    * no other framework's threads hold the cores: torch's OpenMP threads
+      keep spinning for milliseconds after a torch op (libgomp's default
+      wait policy) and would take them from the XLA step that follows.
+      (``OMP_WAIT_POLICY=PASSIVE`` instead makes ``fused=True`` on 3,000
+      small tensors 10x slower, and sleeping lets this VM's cores idle down,
+      which slows every next step.)
     """
     steps = {r.name: 0 for r in runners}
 
@@ -483,14 +494,10 @@ def time_round_robin(
     samples: dict[str, list[float]] = {r.name: [] for r in runners}
     order = list(runners)
     rng = random.Random(0)
-    previous = None
     for _ in range(repeats):
         rng.shuffle(order)
         for r in order:
-            family = isinstance(r, TorchRunner)
-            if previous is not None and family != previous:
-                step(r)  # settle: not timed
-            previous = family
+            step(r)  # settle: not timed
             t0 = time.perf_counter()
             step(r)
             samples[r.name].append(time.perf_counter() - t0)
