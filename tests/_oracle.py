@@ -20,6 +20,7 @@ One marked case runs by its id with the marker filter lifted:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
@@ -125,6 +126,35 @@ def cases(
 
 
 oracle = pytest.mark.oracle
+
+
+def hypothesis_twins(examples: int, cases: Callable, **settings) -> Callable:
+    """Decorates a property test ``test_x`` with ``cases``, run at two sizes.
+
+    ``cases`` is hypothesis's ``given(...)``. ``test_x`` draws ``examples //
+    DEFAULT_EXAMPLES_DIVISOR`` examples in the default run; its twin
+    ``test_x_long``, which this defines beside it in the same module and
+    marks oracle, draws all ``examples``::
+
+        @_oracle.hypothesis_twins(50, given(c=st.floats(0.1, 10.0)))
+        def test_x(c): ...
+
+    ``settings`` go to hypothesis's ``settings`` (``deadline=None`` unless
+    given).
+    """
+    from hypothesis import settings as with_settings
+
+    settings.setdefault("deadline", None)
+
+    def twins(check: Callable) -> Callable:
+        name = f"{check.__name__}_long"
+        long = with_settings(max_examples=examples, **settings)(cases(check))
+        long.__name__, long.__qualname__ = name, name
+        setattr(sys.modules[check.__module__], name, oracle(long))
+        default = max(1, examples // DEFAULT_EXAMPLES_DIVISOR)
+        return with_settings(max_examples=default, **settings)(cases(check))
+
+    return twins
 
 
 def rotating(names: Sequence[str], *, share: int = 3, salt: int = 0) -> list:

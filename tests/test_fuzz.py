@@ -10,7 +10,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 import jsgd
@@ -121,29 +121,13 @@ def reference(params, grads, h):
     return w
 
 
-def fuzz_settings(max_examples):
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
 # The default run draws 100 examples; the full 1,000 run under -m oracle.
-@fuzz_settings(FUZZ_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR)
-@given(problems())
+@_oracle.hypothesis_twins(
+    FUZZ_EXAMPLES,
+    given(problems()),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 def test_sgd_never_crashes_and_agrees_with_numpy(problem):
-    check_sgd_against_numpy(problem)
-
-
-@_oracle.oracle
-@fuzz_settings(FUZZ_EXAMPLES)
-@given(problems())
-def test_sgd_never_crashes_and_agrees_with_numpy_long(problem):
-    check_sgd_against_numpy(problem)
-
-
-def check_sgd_against_numpy(problem):
     params, grads, dtype_name, hyper = problem
     dtype, rtol = DTYPES[dtype_name]
     invalid = invalid_arguments(hyper)

@@ -253,30 +253,8 @@ def ref_sgd(w0, grads_seq, cfg):
 # ---------------------------------------------------------------------------
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-CLIP_BY_VALUE_MATCHES_NP_CLIP_EXAMPLES = 50
-_clip_by_value_matches_np_clip_cases = given(c=_THRESHOLDS, grads=trees())
-
-
-@settings(
-    max_examples=CLIP_BY_VALUE_MATCHES_NP_CLIP_EXAMPLES
-    // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_clip_by_value_matches_np_clip_cases
+@_oracle.hypothesis_twins(50, given(c=_THRESHOLDS, grads=trees()))
 def test_clip_by_value_matches_np_clip(c, grads):
-    check_clip_by_value_matches_np_clip(c, grads)
-
-
-@_oracle.oracle
-@settings(max_examples=CLIP_BY_VALUE_MATCHES_NP_CLIP_EXAMPLES, deadline=None)
-@_clip_by_value_matches_np_clip_cases
-def test_clip_by_value_matches_np_clip_long(c, grads):
-    check_clip_by_value_matches_np_clip(c, grads)
-
-
-def check_clip_by_value_matches_np_clip(c, grads):
     tx = jsgd.clip_by_value(c)
     state = tx.init(_jax(grads))
     assert state == optax.EmptyState()
@@ -287,30 +265,8 @@ def check_clip_by_value_matches_np_clip(c, grads):
         assert float(jnp.max(jnp.abs(leaf), initial=0.0)) <= c
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-CLIP_BY_NORM_SCALES_EACH_LEAF_EXAMPLES = 50
-_clip_by_norm_scales_each_leaf_cases = given(c=_THRESHOLDS, grads=trees())
-
-
-@settings(
-    max_examples=CLIP_BY_NORM_SCALES_EACH_LEAF_EXAMPLES
-    // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_clip_by_norm_scales_each_leaf_cases
+@_oracle.hypothesis_twins(50, given(c=_THRESHOLDS, grads=trees()))
 def test_clip_by_norm_scales_each_leaf(c, grads):
-    check_clip_by_norm_scales_each_leaf(c, grads)
-
-
-@_oracle.oracle
-@settings(max_examples=CLIP_BY_NORM_SCALES_EACH_LEAF_EXAMPLES, deadline=None)
-@_clip_by_norm_scales_each_leaf_cases
-def test_clip_by_norm_scales_each_leaf_long(c, grads):
-    check_clip_by_norm_scales_each_leaf(c, grads)
-
-
-def check_clip_by_norm_scales_each_leaf(c, grads):
     tx = jsgd.clip_by_norm(c)
     state = tx.init(_jax(grads))
     assert state == optax.EmptyState()
@@ -358,30 +314,8 @@ def test_scale_by_constant_learning_rate(lr, grads):
     assert_tree_close(out, grads, [-lr * g for g in _f64(grads)])
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-SCALE_BY_SCHEDULED_LEARNING_RATE_EXAMPLES = 40
-_scale_by_scheduled_learning_rate_cases = given(problem=scheduled_sequences(1, 6))
-
-
-@settings(
-    max_examples=SCALE_BY_SCHEDULED_LEARNING_RATE_EXAMPLES
-    // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_scale_by_scheduled_learning_rate_cases
+@_oracle.hypothesis_twins(40, given(problem=scheduled_sequences(1, 6)))
 def test_scale_by_scheduled_learning_rate(problem):
-    check_scale_by_scheduled_learning_rate(problem)
-
-
-@_oracle.oracle
-@settings(max_examples=SCALE_BY_SCHEDULED_LEARNING_RATE_EXAMPLES, deadline=None)
-@_scale_by_scheduled_learning_rate_cases
-def test_scale_by_scheduled_learning_rate_long(problem):
-    check_scale_by_scheduled_learning_rate(problem)
-
-
-def check_scale_by_scheduled_learning_rate(problem):
     rates, seq = problem
     tx = jsgd.scale_by_learning_rate(_schedule(rates))
     state = tx.init(_jax(seq[0]))
@@ -418,31 +352,10 @@ def _check_momentum(tx, seq, m, d, nesterov):
     assert_tree_close(state.velocity, seq[0], velocity, scale=scale)
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-MOMENTUM_TRACE_EXAMPLES = 60
-_momentum_trace_cases = given(
-    m=_UNIT, d=_UNIT, nesterov=st.booleans(), seq=sequences(1, 6)
+@_oracle.hypothesis_twins(
+    60, given(m=_UNIT, d=_UNIT, nesterov=st.booleans(), seq=sequences(1, 6))
 )
-
-
-@settings(
-    max_examples=MOMENTUM_TRACE_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_momentum_trace_cases
 def test_momentum_trace(m, d, nesterov, seq):
-    check_momentum_trace(m, d, nesterov, seq)
-
-
-@_oracle.oracle
-@settings(max_examples=MOMENTUM_TRACE_EXAMPLES, deadline=None)
-@_momentum_trace_cases
-def test_momentum_trace_long(m, d, nesterov, seq):
-    check_momentum_trace(m, d, nesterov, seq)
-
-
-def check_momentum_trace(m, d, nesterov, seq):
     tx = jsgd.momentum_trace(m, nesterov=nesterov, dampening=d)
     _check_momentum(tx, seq, m, d, nesterov)
 
@@ -489,32 +402,10 @@ def test_decoupled_weight_decay_constant_lr(wd, lr, pair):
     assert_tree_close(out, updates, expected, scale=_scale_of(_f64(updates)))
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-DECOUPLED_WEIGHT_DECAY_SCHEDULED_LR_EXAMPLES = 40
-_decoupled_weight_decay_scheduled_lr_cases = given(
-    wd=_COEFFICIENTS, problem=scheduled_sequences(1, 6, extra=1)
+@_oracle.hypothesis_twins(
+    40, given(wd=_COEFFICIENTS, problem=scheduled_sequences(1, 6, extra=1))
 )
-
-
-@settings(
-    max_examples=DECOUPLED_WEIGHT_DECAY_SCHEDULED_LR_EXAMPLES
-    // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_decoupled_weight_decay_scheduled_lr_cases
 def test_decoupled_weight_decay_scheduled_lr(wd, problem):
-    check_decoupled_weight_decay_scheduled_lr(wd, problem)
-
-
-@_oracle.oracle
-@settings(max_examples=DECOUPLED_WEIGHT_DECAY_SCHEDULED_LR_EXAMPLES, deadline=None)
-@_decoupled_weight_decay_scheduled_lr_cases
-def test_decoupled_weight_decay_scheduled_lr_long(wd, problem):
-    check_decoupled_weight_decay_scheduled_lr(wd, problem)
-
-
-def check_decoupled_weight_decay_scheduled_lr(wd, problem):
     rates, seq = problem
     params, steps = seq[0], seq[1:]
     tx = jsgd.decoupled_weight_decay(wd, _schedule(rates))
@@ -592,30 +483,8 @@ def _expected_sgd_state_types(cfg) -> list[type]:
     return types
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-SGD_MATCHES_REFERENCE_RULE_EXAMPLES = 60
-_sgd_matches_reference_rule_cases = given(problem=sgd_problems())
-
-
-@settings(
-    max_examples=SGD_MATCHES_REFERENCE_RULE_EXAMPLES
-    // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_sgd_matches_reference_rule_cases
+@_oracle.hypothesis_twins(60, given(problem=sgd_problems()))
 def test_sgd_matches_reference_rule(problem):
-    check_sgd_matches_reference_rule(problem)
-
-
-@_oracle.oracle
-@settings(max_examples=SGD_MATCHES_REFERENCE_RULE_EXAMPLES, deadline=None)
-@_sgd_matches_reference_rule_cases
-def test_sgd_matches_reference_rule_long(problem):
-    check_sgd_matches_reference_rule(problem)
-
-
-def check_sgd_matches_reference_rule(problem):
     params0, grads_seq, cfg = problem
     learning_rate = cfg["rates"][0] if cfg["constant_lr"] else _schedule(cfg["rates"])
     tx = jsgd.sgd(

@@ -383,34 +383,18 @@ def test_fuzz_numpy_scalar_hyperparameters_round_trip(scalar, value, cls_name):
     assert type(opt.learning_rate) in (int, float)
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-COMPLEX_PROMOTION_EXAMPLES = 20
-_complex_promotion_cases = given(
-    st.lists(
-        st.complex_numbers(max_magnitude=10.0, allow_nan=False), min_size=1, max_size=4
+@_oracle.hypothesis_twins(
+    20,
+    given(
+        st.lists(
+            st.complex_numbers(max_magnitude=10.0, allow_nan=False),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from(list(OPTIMIZERS)),
     ),
-    st.sampled_from(list(OPTIMIZERS)),
 )
-
-
-@settings(
-    max_examples=COMPLEX_PROMOTION_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_complex_promotion_cases
 def test_fuzz_strict_promotion_with_complex(values, name):
-    check_fuzz_strict_promotion_with_complex(values, name)
-
-
-@_oracle.oracle
-@settings(max_examples=COMPLEX_PROMOTION_EXAMPLES, deadline=None)
-@_complex_promotion_cases
-def test_fuzz_strict_promotion_with_complex_long(values, name):
-    check_fuzz_strict_promotion_with_complex(values, name)
-
-
-def check_fuzz_strict_promotion_with_complex(values, name):
     params = jnp.asarray(np.array(values, np.complex64))
     make = OPTIMIZERS[name]
     with jax.numpy_dtype_promotion("standard"):
@@ -422,33 +406,15 @@ def check_fuzz_strict_promotion_with_complex(values, name):
     np.testing.assert_array_equal(updates, expected)
 
 
-# A tenth of the examples by default (tests/_oracle.py); the ``_long``
-# twin draws them all under -m oracle.
-APPLY_IF_FINITE_ROWS_EXAMPLES = 20
-_apply_if_finite_rows_cases = given(
-    st.lists(st.integers(0, 9), min_size=1, max_size=5),
-    st.booleans(),
-    st.sampled_from(["sgd", "adagrad"]),
+@_oracle.hypothesis_twins(
+    20,
+    given(
+        st.lists(st.integers(0, 9), min_size=1, max_size=5),
+        st.booleans(),
+        st.sampled_from(["sgd", "adagrad"]),
+    ),
 )
-
-
-@settings(
-    max_examples=APPLY_IF_FINITE_ROWS_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_apply_if_finite_rows_cases
 def test_fuzz_apply_if_finite_with_sparse_rows(rows, poisoned, name):
-    check_fuzz_apply_if_finite_with_sparse_rows(rows, poisoned, name)
-
-
-@_oracle.oracle
-@settings(max_examples=APPLY_IF_FINITE_ROWS_EXAMPLES, deadline=None)
-@_apply_if_finite_rows_cases
-def test_fuzz_apply_if_finite_with_sparse_rows_long(rows, poisoned, name):
-    check_fuzz_apply_if_finite_with_sparse_rows(rows, poisoned, name)
-
-
-def check_fuzz_apply_if_finite_with_sparse_rows(rows, poisoned, name):
     params = {"t": jnp.arange(20.0).reshape(10, 2), "b": jnp.ones(2)}
     values = np.ones((len(rows), 2), np.float32)
     if poisoned:

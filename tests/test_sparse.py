@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import jsgd
@@ -170,32 +170,16 @@ def test_the_hand_computed_duplicates_table():
 
 # The hypothesis tests below draw a tenth of their examples by default
 # (tests/_oracle.py); their ``_long`` twins draw them all under -m oracle.
-LEGACY_RULE_EXAMPLES = 40
-_legacy_rule_problems = given(
-    seed=st.integers(0, 2**31 - 1),
-    m=st.sampled_from([0.0, 0.3, 0.9, 1.0]),
-    nesterov=st.booleans(),
-    k=st.integers(1, 9),
+@_oracle.hypothesis_twins(
+    40,
+    given(
+        seed=st.integers(0, 2**31 - 1),
+        m=st.sampled_from([0.0, 0.3, 0.9, 1.0]),
+        nesterov=st.booleans(),
+        k=st.integers(1, 9),
+    ),
 )
-
-
-@settings(
-    max_examples=LEGACY_RULE_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR,
-    deadline=None,
-)
-@_legacy_rule_problems
 def test_property_legacy_rule(seed, m, nesterov, k):
-    check_property_legacy_rule(seed, m, nesterov, k)
-
-
-@_oracle.oracle
-@settings(max_examples=LEGACY_RULE_EXAMPLES, deadline=None)
-@_legacy_rule_problems
-def test_property_legacy_rule_long(seed, m, nesterov, k):
-    check_property_legacy_rule(seed, m, nesterov, k)
-
-
-def check_property_legacy_rule(seed, m, nesterov, k):
     rng = np.random.default_rng(seed)
     w0 = rng.normal(size=(N, D)).astype(np.float32)
     grads = []
@@ -537,29 +521,14 @@ def test_accumulate_gradients_with_sparse_rows_equals_dense():
 # --- IndexedSlices itself ----------------------------------------------------------
 
 
-COALESCE_EXAMPLES = 50
-_coalesce_problems = given(
-    indices=st.lists(st.integers(-3, 8), min_size=1, max_size=12),
-    seed=st.integers(0, 1000),
+@_oracle.hypothesis_twins(
+    50,
+    given(
+        indices=st.lists(st.integers(-3, 8), min_size=1, max_size=12),
+        seed=st.integers(0, 1000),
+    ),
 )
-
-
-@settings(
-    max_examples=COALESCE_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR, deadline=None
-)
-@_coalesce_problems
 def test_coalesce_sums_duplicates_and_pads(indices, seed):
-    check_coalesce_sums_duplicates_and_pads(indices, seed)
-
-
-@_oracle.oracle
-@settings(max_examples=COALESCE_EXAMPLES, deadline=None)
-@_coalesce_problems
-def test_coalesce_sums_duplicates_and_pads_long(indices, seed):
-    check_coalesce_sums_duplicates_and_pads(indices, seed)
-
-
-def check_coalesce_sums_duplicates_and_pads(indices, seed):
     n = 6
     values = np.random.default_rng(seed).normal(size=(len(indices), 2))
     g = jsgd.IndexedSlices(
@@ -579,26 +548,10 @@ def check_coalesce_sums_duplicates_and_pads(indices, seed):
     np.testing.assert_array_equal(np.asarray(c.values)[len(distinct) :], 0)
 
 
-GROUPING_EXAMPLES = 30
-_grouping_problems = given(indices=st.lists(st.integers(0, 9), min_size=1, max_size=20))
-
-
-@settings(
-    max_examples=GROUPING_EXAMPLES // _oracle.DEFAULT_EXAMPLES_DIVISOR, deadline=None
+@_oracle.hypothesis_twins(
+    30, given(indices=st.lists(st.integers(0, 9), min_size=1, max_size=20))
 )
-@_grouping_problems
 def test_both_grouping_strategies_agree(indices):
-    check_both_grouping_strategies_agree(indices)
-
-
-@_oracle.oracle
-@settings(max_examples=GROUPING_EXAMPLES, deadline=None)
-@_grouping_problems
-def test_both_grouping_strategies_agree_long(indices):
-    check_both_grouping_strategies_agree(indices)
-
-
-def check_both_grouping_strategies_agree(indices):
     # The CPU groups duplicates by binary search, accelerators by a key-value
     # sort; the CPU runs both here.
     from jsgd._sparse.indexed_slices import _segments_by_pair_sort, _segments_by_search
