@@ -22,7 +22,7 @@ import optax
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
 from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
-from jsgd._sparse.rows import row_step, rows_step
+from jsgd._sparse.rows import map_rows_or_dense, row_step
 
 Form = Literal["keras", "torch", "torch_sparse"]
 """Whose arithmetic an adaptive scaler follows ("torch_sparse": Adam only)."""
@@ -336,18 +336,10 @@ def scale_by_rmsprop(
                 root = jnp.sqrt(denominator + eps)
             return (g_ / root).astype(g.dtype), stored
 
-        if not sparse_rows:
-            _tree.require_dense(updates)
-
-        def sparse_or_dense(g, *states):
-            if isinstance(g, IndexedSlices):
-                return rows_step(g, states, leaf)
-            return leaf(g, *states)
-
         states = (state.velocity,)
         if centered:
             states = (*states, state.average_gradient)
-        updates, new = _tree.map_updates_and_states(sparse_or_dense, updates, states)
+        updates, new = map_rows_or_dense(leaf, updates, states, sparse_rows=sparse_rows)
         return updates, RMSpropState(
             velocity=new[0], average_gradient=new[1] if centered else None
         )
@@ -510,18 +502,10 @@ def scale_by_adam(
                 u = m_ * correction / (root + eps)
             return u.astype(g.dtype), stored
 
-        if not sparse_rows:
-            _tree.require_dense(updates)
-
-        def sparse_or_dense(g, *states):
-            if isinstance(g, IndexedSlices):
-                return rows_step(g, states, leaf)
-            return leaf(g, *states)
-
         states = (state.momentum, state.velocity)
         if amsgrad:
             states = (*states, state.velocity_hat)
-        updates, new = _tree.map_updates_and_states(sparse_or_dense, updates, states)
+        updates, new = map_rows_or_dense(leaf, updates, states, sparse_rows=sparse_rows)
         return updates, AdamState(
             count=_tree.increment(state.count),
             momentum=new[0],
