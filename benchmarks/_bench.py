@@ -23,6 +23,7 @@ torch's rule, the learning rate outside the velocity):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import random
@@ -456,15 +457,29 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(s), "p10": q[0], "p90": q[-1]}
 
 
+# How long each implementation runs untimed before each timed step. After a
+# switch of framework both sides run slower for a while, as the other
+# framework's threads give the two cores back: measured on the 2-core VM, a 10M
+# momentum step took 6.3 ms right after a torch step and 4.6-4.8 ms 20-50 ms
+# later (torch's 5.2 ms after a jsgd step, 4.4-4.6 ms later); at 1M the slowdown
+# was gone after about 2 ms.
+SETTLE_S = 0.05
+# At most this many settling steps (trees of a few elements step in microseconds).
+MAX_SETTLE_STEPS = 200
+
+
 def time_round_robin(
-    runners: Sequence[Any], repeats: int, warmup: int = 2
+    runners: Sequence[Any], repeats: int, warmup: int = 2, settle_s: float = SETTLE_S
 ) -> dict[str, list[float]]:
     """Interleaved timing: each round runs every implementation once.
 
     The order is shuffled every round (seeded), so slow drifts of the machine
-    (another process, frequency) hit every implementation alike. Each timed
-    step follows an untimed step of the same implementation, so that every
-    implementation is timed in the same state, the one a training loop's
+    (another process, frequency) hit every implementation alike. Before each
+    timed step the same implementation takes ``k`` untimed steps, ``k`` the
+    same for all (so all end after the same number of steps, and their
+    parameters can be compared): about ``settle_s`` seconds of the median
+    implementation's steps, at least one and at most ``MAX_SETTLE_STEPS``.
+    So every implementation is timed in the state a training loop's
     consecutive steps see:
 
     * its own buffers are as warm in the caches as they can be. Where the
@@ -472,35 +487,41 @@ def time_round_robin(
       2-core machine (32 MiB L3) a 1M-element momentum step took 0.60-0.64 ms
       after 64 MB of other memory traffic and 0.16-0.28 ms right after its
       own, for ``torch.optim.SGD(fused=True)`` and the fused kernel alike.
-      Settling only the first step after a change of framework, as this
-      function did before, gave torch's two implementations a warm cache
-      more often than JAX's four.
-    * no other framework's threads hold the cores: torch's OpenMP threads
-      keep spinning for milliseconds after a torch op (libgomp's default
-      wait policy) and would take them from the XLA step that follows.
-      (``OMP_WAIT_POLICY=PASSIVE`` instead makes ``fused=True`` on 3,000
-      small tensors 10x slower, and sleeping lets this VM's cores idle down,
-      which slows every next step.)
+    * no other framework's threads hold the cores (``SETTLE_S``): torch's
+      OpenMP threads keep spinning after a torch op (libgomp's default wait
+      policy). (``OMP_WAIT_POLICY=PASSIVE`` instead makes ``fused=True`` on
+      3,000 small tensors 10x slower, and sleeping lets this VM's cores idle
+      down, which slows every next step.)
+
+    Until the fused step's second full run only the first step after a change
+    of framework was settled, with one step: that gave torch's two columns a
+    warm cache more often than JAX's four, and left a switch's slowdown in
+    the steps of 10M elements and less.
     """
     steps = {r.name: 0 for r in runners}
 
-    def step(r) -> None:
+    def step(r) -> float:
+        t0 = time.perf_counter()
         r.step()
         steps[r.name] += 1
+        return time.perf_counter() - t0
 
+    warm = {}
     for _ in range(warmup):
         for r in runners:
-            step(r)
+            warm[r.name] = step(r)
+    settle = max(
+        1, min(MAX_SETTLE_STEPS, math.ceil(settle_s / statistics.median(warm.values())))
+    )
     samples: dict[str, list[float]] = {r.name: [] for r in runners}
     order = list(runners)
     rng = random.Random(0)
     for _ in range(repeats):
         rng.shuffle(order)
         for r in order:
-            step(r)  # settle: not timed
-            t0 = time.perf_counter()
-            step(r)
-            samples[r.name].append(time.perf_counter() - t0)
+            for _ in range(settle):  # not timed
+                step(r)
+            samples[r.name].append(step(r))
     # Every implementation ends after the same number of steps, so that their
     # parameters can be compared.
     for r in runners:
