@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jsgd._common import tree as _tree
 from jsgd._sparse.indexed_slices import IndexedSlices, coalesce, row_indices
 
 
@@ -99,31 +97,6 @@ def rows_step(
             for s, n in zip(states, new_states, strict=True)
         ),
     )
-
-
-def map_rows_or_dense(
-    fn: Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
-    updates: Any,
-    states: tuple[Any, ...],
-    *,
-    sparse_rows: bool,
-) -> tuple[Any, tuple[Any, ...]]:
-    """``fn(g, *states) -> (new_g, new_states)`` over every leaf of ``updates``.
-
-    A dense leaf takes ``fn`` whole; an ``IndexedSlices`` leaf takes it on its
-    touched rows (:func:`rows_step`), or, with ``sparse_rows=False``, is the
-    TypeError of :func:`jsgd._common.tree.require_dense`. Returns the new
-    updates and the tuple of new state trees, in the order of ``states``.
-    """
-    if not sparse_rows:
-        _tree.require_dense(updates)
-
-    def leaf(g, *leaf_states):
-        if isinstance(g, IndexedSlices):
-            return rows_step(g, leaf_states, fn)
-        return fn(g, *leaf_states)
-
-    return _tree.map_updates_and_states(leaf, updates, states)
 
 
 def with_param_rows(

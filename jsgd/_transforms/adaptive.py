@@ -12,6 +12,7 @@ chain :func:`jsgd.scale_by_learning_rate` after them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -22,7 +23,7 @@ import optax
 from jsgd._common import tree as _tree
 from jsgd._common import validation as _validation
 from jsgd._sparse.indexed_slices import IndexedSlices, takes_indexed_slices
-from jsgd._sparse.rows import map_rows_or_dense, row_step
+from jsgd._sparse.rows import row_step, rows_step
 
 Form = Literal["keras", "torch", "torch_sparse"]
 """Whose arithmetic an adaptive scaler follows ("torch_sparse": Adam only)."""
@@ -87,6 +88,31 @@ def _buffer_dtypes(accumulator_dtype: Any, **buffers: Any) -> list[Any]:
         default if value is None else _validation.canonical_dtype(name, value)
         for name, value in buffers.items()
     ]
+
+
+def _map_rows_or_dense(
+    fn: Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]],
+    updates: Any,
+    states: tuple[Any, ...],
+    *,
+    sparse_rows: bool,
+) -> tuple[Any, tuple[Any, ...]]:
+    """``fn(g, *states) -> (new_g, new_states)`` over every leaf of ``updates``.
+
+    A dense leaf takes ``fn`` whole; an ``IndexedSlices`` leaf takes it on its
+    touched rows (``rows_step``), or, with ``sparse_rows=False``, is the
+    TypeError of ``_tree.require_dense``. Returns the new
+    updates and the tuple of new state trees, in the order of ``states``.
+    """
+    if not sparse_rows:
+        _tree.require_dense(updates)
+
+    def leaf(g, *leaf_states):
+        if isinstance(g, IndexedSlices):
+            return rows_step(g, leaf_states, fn)
+        return fn(g, *leaf_states)
+
+    return _tree.map_updates_and_states(leaf, updates, states)
 
 
 class AdagradState(NamedTuple):
@@ -339,7 +365,9 @@ def scale_by_rmsprop(
         states = (state.velocity,)
         if centered:
             states = (*states, state.average_gradient)
-        updates, new = map_rows_or_dense(leaf, updates, states, sparse_rows=sparse_rows)
+        updates, new = _map_rows_or_dense(
+            leaf, updates, states, sparse_rows=sparse_rows
+        )
         return updates, RMSpropState(
             velocity=new[0], average_gradient=new[1] if centered else None
         )
@@ -505,7 +533,9 @@ def scale_by_adam(
         states = (state.momentum, state.velocity)
         if amsgrad:
             states = (*states, state.velocity_hat)
-        updates, new = map_rows_or_dense(leaf, updates, states, sparse_rows=sparse_rows)
+        updates, new = _map_rows_or_dense(
+            leaf, updates, states, sparse_rows=sparse_rows
+        )
         return updates, AdamState(
             count=_tree.increment(state.count),
             momentum=new[0],
