@@ -101,8 +101,8 @@ def _map_rows_or_dense(
 
     A dense leaf takes ``fn`` whole; an ``IndexedSlices`` leaf takes it on its
     touched rows (``rows_step``), or, with ``sparse_rows=False``, is the
-    TypeError of ``_tree.require_dense``. Returns the new
-    updates and the tuple of new state trees, in the order of ``states``.
+    TypeError of ``_tree.require_dense``. Returns the new updates and the
+    tuple of new state trees, in the order of ``states``.
     """
     if not sparse_rows:
         _tree.require_dense(updates)
