@@ -87,7 +87,12 @@ def test_sharded_training_equals_one_device(name):
     hlo = jax.jit(opt.update).lower(sharded, state, sharded).compile().as_text()
     assert "all-gather" not in hlo
     trained, state = train(opt, sharded, xs, ys)
-    assert_trees_close(trained, expected)
+    # The sharded gradient mean and clip norm sum in another order (an ulp or
+    # so); RMSprop divides by sqrt(v) ~ |g| with torch's eps=1e-8, so that ulp
+    # is not damped and compounds over the steps: measured 1.24e-5 relative at
+    # worst (one element of 512) on the 2-core AVX-512 machine.
+    tol = {"rtol": 5e-5, "atol": 1e-6} if name == "RMSprop" else {}
+    assert_trees_close(trained, expected, **tol)
     # Every per-parameter state leaf lives where its parameter does.
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
         key = path[-1]
