@@ -493,10 +493,7 @@ def time_round_robin(
       3,000 small tensors 10x slower, and sleeping lets this VM's cores idle
       down, which slows every next step.)
 
-    Until the fused step's second full run only the first step after a change
-    of framework was settled, with one step: that gave torch's two columns a
-    warm cache more often than JAX's four, and left a switch's slowdown in
-    the steps of 10M elements and less.
+    docs/benchmarks.md says what the earlier, lighter settling got wrong.
     """
     steps = {r.name: 0 for r in runners}
 

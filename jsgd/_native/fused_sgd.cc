@@ -126,8 +126,10 @@ struct Leaf {
 // vectorized without a runtime overlap check.
 template <bool kHasMomentum, bool kIsNesterov, bool kKeras, bool kCoupled,
           bool kDecoupled, typename V>
-JSGD_WIDEST_VECTORS void Loop(const float* __restrict g, float* __restrict p,
-          typename V::Storage* __restrict v, int64_t n, const Scalars s) {
+JSGD_WIDEST_VECTORS void Loop(const float* __restrict g,
+                              float* __restrict p,
+                              typename V::Storage* __restrict v, int64_t n,
+                              const Scalars s) {
   using Storage = typename V::Storage;
   for (int64_t i = 0; i < n; ++i) {
     const float w = p[i];
